@@ -1,0 +1,51 @@
+/**
+ * The benchmark harness: each area's bench file exports `suite`, a function
+ * that measures and returns figures; `index.ts` runs them all and prints a
+ * table, or one JSON object with `--json`. Figures are measured, never
+ * asserted: speed and memory do not belong in tests.
+ */
+export interface BenchFigure {
+  /** Stable JSON key (for example `notifyPerSec1`). */
+  key: string;
+  /** What was measured, for the table. */
+  label: string;
+  value: number;
+  unit: string;
+  /** The issue's target, for the table (free text, for example `>= 5e6`). */
+  target?: string;
+}
+
+export type BenchSuite = () => BenchFigure[] | Promise<BenchFigure[]>;
+
+/** Runs `fn` repeatedly for about `ms` milliseconds (after a warm-up) and returns operations per second, where one call does `opsPerCall` operations. */
+export function opsPerSecond(fn: () => void, opsPerCall: number, ms = 1000): number {
+  const warmUntil = performance.now() + Math.min(200, ms / 4);
+  while (performance.now() < warmUntil) fn();
+  let calls = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < ms) {
+    fn();
+    calls++;
+    now = performance.now();
+  }
+  return (calls * opsPerCall) / ((now - start) / 1000);
+}
+
+/** Median of `runs` timings of `fn`, in milliseconds. */
+export function medianMs(fn: () => void, runs = 5): number {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] ?? NaN;
+}
+
+/** Forces a garbage collection when node runs with --expose-gc (the bench script does). */
+export function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) { g(); g(); }
+}

@@ -1,0 +1,45 @@
+/**
+ * `npm run bench`: runs every suite and prints a table; `npm run bench -- --json`
+ * prints the figures as one JSON object keyed by figure key.
+ */
+import type { BenchFigure, BenchSuite } from './harness';
+
+// Each area registers its suite here.
+const suites: Array<[string, () => Promise<{ suite: BenchSuite }>]> = [
+];
+
+async function main(): Promise<void> {
+  const json = process.argv.includes('--json');
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const figures: BenchFigure[] = [];
+  for (const [name, load] of suites) {
+    if (only && !only.split(',').includes(name)) continue;
+    if (!json) process.stderr.write(`running ${name}...\n`);
+    const { suite } = await load();
+    figures.push(...(await suite()));
+  }
+  if (json) {
+    const out: Record<string, number> = {};
+    for (const f of figures) out[f.key] = f.value;
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  const rows = figures.map((f) => [f.key, f.label, formatValue(f.value), f.unit, f.target ?? '']);
+  const head = ['key', 'measured', 'value', 'unit', 'target'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  process.stdout.write(line(head) + '\n' + widths.map((w) => '-'.repeat(w)).join('  ') + '\n');
+  for (const r of rows) process.stdout.write(line(r) + '\n');
+}
+
+function formatValue(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Math.abs(v) >= 1e6) return v.toExponential(3);
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  return v.toPrecision(3);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exitCode = 1;
+});

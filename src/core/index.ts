@@ -1,0 +1,13 @@
+export { IOMMUAccessFlags, permToString, permFromString } from './access';
+export { IOMMUNotifierFlag, flagsToString } from './tlb-entry';
+export type { IOMMUTLBEntry, IOMMUTLBEvent, IOMMUEventType } from './tlb-entry';
+export { NotifierList } from './notifier-list';
+export type {
+  IOMMUNotifier, NotifierHandle, NotifierListOptions, NotifierListEvents, ContractRepair, NotifierListStats,
+} from './notifier-list';
+export { ContractViolation } from './errors';
+export type { ContractRule } from './errors';
+export { PAGE_SHIFT, PAGE_SIZE } from './leaf';
+export type { LeafSink, LeafWalker } from './leaf';
+export { isFault } from './model';
+export type { IOMMUFault, TranslateResult, MsiMessage, IOMMUModelEvents, IOMMUAddressSpace, IOMMUModel } from './model';
