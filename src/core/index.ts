@@ -11,3 +11,5 @@ export { PAGE_SHIFT, PAGE_SIZE } from './leaf';
 export type { LeafSink, LeafWalker } from './leaf';
 export { isFault } from './model';
 export type { IOMMUFault, TranslateResult, MsiMessage, IOMMUModelEvents, IOMMUAddressSpace, IOMMUModel } from './model';
+export { alignedPow2Chunks, dmaAlignedPow2Mask } from './pow2';
+export type { Pow2Chunk } from './pow2';

@@ -1,0 +1,427 @@
+/**
+ * A listener's view: disjoint, naturally aligned power-of-two intervals of
+ * 4 KiB page frames, each with a translated frame and a permission. Internal
+ * to core (exported from this module for tests only).
+ *
+ * Why not a JS object per entry: a vfio-like listener can hold 10^6 entries,
+ * and an object per entry costs 50-100 bytes plus GC pressure. This is a
+ * B+tree whose leaves live in a pool of typed arrays (start frame and
+ * translated frame as float64, size order and perm packed in one byte): 17
+ * bytes per slot. Leaves split in half, except an insert at the end of a full
+ * leaf, which opens a new leaf for it alone, so ascending inserts (the common
+ * case: a page walk) fill leaves completely. A leaf is merged into its
+ * neighbour when both fit in one, so deletions do not leave the pool sparse.
+ *
+ * Cost: O(log n) for insert, remove and seek; O(1) per step of ordered
+ * iteration (leaves are linked).
+ */
+
+/** Slots per leaf. */
+const LEAF = 64;
+/** Children per inner node before it splits. */
+const FANOUT = 64;
+
+/** 2^order for order 0..52 (entry sizes in frames). */
+const POW2: Float64Array = (() => {
+  const t = new Float64Array(64);
+  for (let i = 0; i < 64; i++) t[i] = 2 ** i;
+  return t;
+})();
+
+/** log2 of a power of two 1 <= pages <= 2^53. */
+export function orderOf(pages: number): number {
+  if (pages <= 0x80000000) return 31 - Math.clz32(pages);
+  return 31 + orderOf(pages / 0x80000000);
+}
+
+interface Inner {
+  /** keys[i] <= every start in kids[i], > every start in kids[i-1]; keys[0] = -Infinity. */
+  keys: number[];
+  /** Leaf ids (at the lowest inner level) or inner nodes. */
+  kids: Array<Inner | number>;
+}
+
+export class IntervalMap {
+  /** Number of entries. */
+  size = 0;
+
+  // Leaf pool: leaf l owns slots [l * LEAF, (l + 1) * LEAF).
+  private starts: Float64Array;
+  private xlats: Float64Array;
+  /** order << 2 | perm. */
+  private metas: Uint8Array;
+  private counts: Uint8Array;
+  private nexts: Int32Array;
+  private prevs: Int32Array;
+  private leafCap: number;
+  private leafTop = 0;
+  private freeLeaves: number[] = [];
+
+  private root: Inner | number;
+  /** 0: the root is a leaf. */
+  private height = 0;
+  private pathN: Inner[] = [];
+  private pathI: number[] = [];
+
+  /** Cursor: leaf id (-1: invalid) and index in it. */
+  private cl = -1;
+  private ci = 0;
+
+  constructor(initialLeaves = 2) {
+    this.leafCap = Math.max(1, initialLeaves);
+    this.starts = new Float64Array(this.leafCap * LEAF);
+    this.xlats = new Float64Array(this.leafCap * LEAF);
+    this.metas = new Uint8Array(this.leafCap * LEAF);
+    this.counts = new Uint8Array(this.leafCap);
+    this.nexts = new Int32Array(this.leafCap);
+    this.prevs = new Int32Array(this.leafCap);
+    this.root = this.allocLeaf();
+  }
+
+  /** Drops every entry. */
+  clear(): void {
+    this.size = 0;
+    this.leafTop = 0;
+    this.freeLeaves.length = 0;
+    this.height = 0;
+    this.cl = -1;
+    this.root = this.allocLeaf();
+  }
+
+  // ---- cursor ------------------------------------------------------------
+
+  /**
+   * Moves the cursor to the first entry whose last frame is >= `pfn` (the
+   * entry containing `pfn`, or else the next one). False when there is none.
+   */
+  seek(pfn: number): boolean {
+    const lf = this.leafFor(pfn);
+    const base = lf * LEAF;
+    const n = this.counts[lf]!;
+    const idx = this.floorIn(base, n, pfn);
+    if (idx >= 0) {
+      if (this.endAt(base + idx) >= pfn) return this.setCursor(lf, idx);
+      if (idx + 1 < n) return this.setCursor(lf, idx + 1);
+      const nx = this.nexts[lf]!;
+      return nx >= 0 ? this.setCursor(nx, 0) : this.setCursor(-1, 0);
+    }
+    // Every start of this leaf is above pfn: the floor entry, if any, is the
+    // last one of the previous leaf (it may extend past this leaf's separator).
+    const pv = this.prevs[lf]!;
+    if (pv >= 0) {
+      const pn = this.counts[pv]!;
+      if (this.endAt(pv * LEAF + pn - 1) >= pfn) return this.setCursor(pv, pn - 1);
+    }
+    return n > 0 ? this.setCursor(lf, 0) : this.setCursor(-1, 0);
+  }
+
+  /** Moves the cursor to the first entry. False when the map is empty. */
+  first(): boolean {
+    return this.seek(0);
+  }
+
+  /** Advances the cursor; false when it moved past the last entry. */
+  next(): boolean {
+    if (this.cl < 0) return false;
+    if (this.ci + 1 < this.counts[this.cl]!) {
+      this.ci++;
+      return true;
+    }
+    const nx = this.nexts[this.cl]!;
+    return this.setCursor(nx, 0);
+  }
+
+  /** True while the cursor is on an entry. */
+  get valid(): boolean {
+    return this.cl >= 0;
+  }
+  /** First frame of the entry under the cursor. */
+  get curStart(): number {
+    return this.starts[this.cl * LEAF + this.ci]!;
+  }
+  /** Size in frames (a power of two). */
+  get curPages(): number {
+    return POW2[this.metas[this.cl * LEAF + this.ci]! >> 2]!;
+  }
+  /** Last frame (inclusive). */
+  get curEnd(): number {
+    return this.endAt(this.cl * LEAF + this.ci);
+  }
+  get curXlat(): number {
+    return this.xlats[this.cl * LEAF + this.ci]!;
+  }
+  get curPerm(): number {
+    return this.metas[this.cl * LEAF + this.ci]! & 3;
+  }
+
+  /** Removes the entry under the cursor; the cursor becomes invalid (seek again). */
+  removeAtCursor(): void {
+    if (this.cl < 0) throw new Error('IntervalMap: cursor is not on an entry');
+    const lf = this.cl;
+    const base = lf * LEAF;
+    const n = this.counts[lf]!;
+    const key = this.starts[base + this.ci]!;
+    this.starts.copyWithin(base + this.ci, base + this.ci + 1, base + n);
+    this.xlats.copyWithin(base + this.ci, base + this.ci + 1, base + n);
+    this.metas.copyWithin(base + this.ci, base + this.ci + 1, base + n);
+    this.counts[lf] = n - 1;
+    this.size--;
+    this.cl = -1;
+    if (this.height === 0) return;
+    if (n - 1 === 0) this.dropLeaf(lf, key);
+    else if (n - 1 <= LEAF / 4) this.maybeMerge(lf, key);
+  }
+
+  // ---- updates -------------------------------------------------------------
+
+  /**
+   * Inserts [start, start + pages - 1] -> xlat with perm. The caller guarantees
+   * it overlaps no entry (the notifier list checks C4 first) and that pages is
+   * a power of two.
+   */
+  insert(start: number, pages: number, xlat: number, perm: number): void {
+    const meta = (orderOf(pages) << 2) | (perm & 3);
+    const lf = this.descend(start);
+    const base = lf * LEAF;
+    const n = this.counts[lf]!;
+    const pos = this.floorIn(base, n, start) + 1;
+    this.size++;
+    this.cl = -1;
+    if (n < LEAF) {
+      this.putAt(lf, n, pos, start, xlat, meta);
+      return;
+    }
+    // Full leaf: split. Appending at its end opens a leaf for the new entry
+    // alone, so ascending inserts fill leaves completely.
+    const nl = this.allocLeaf();
+    const nb = nl * LEAF;
+    const ob = lf * LEAF; // the pool may have grown: recompute
+    const nx = this.nexts[lf]!;
+    this.nexts[nl] = nx;
+    this.prevs[nl] = lf;
+    if (nx >= 0) this.prevs[nx] = nl;
+    this.nexts[lf] = nl;
+    if (pos === LEAF) {
+      this.starts[nb] = start;
+      this.xlats[nb] = xlat;
+      this.metas[nb] = meta;
+      this.counts[nl] = 1;
+    } else {
+      const half = LEAF / 2;
+      this.starts.copyWithin(nb, ob + half, ob + LEAF);
+      this.xlats.copyWithin(nb, ob + half, ob + LEAF);
+      this.metas.copyWithin(nb, ob + half, ob + LEAF);
+      this.counts[nl] = LEAF - half;
+      this.counts[lf] = half;
+      if (pos <= half) this.putAt(lf, half, pos, start, xlat, meta);
+      else this.putAt(nl, LEAF - half, pos - half, start, xlat, meta);
+    }
+    this.insertKid(this.height - 1, this.starts[nb]!, nl);
+  }
+
+  /** Removes the entry starting at `start`; false if there is none. */
+  remove(start: number): boolean {
+    if (!this.seek(start) || this.curStart !== start) return false;
+    this.removeAtCursor();
+    return true;
+  }
+
+  /** Calls fn for each entry in ascending order. Do not modify the map meanwhile. */
+  forEach(fn: (start: number, pages: number, xlat: number, perm: number) => void): void {
+    for (let ok = this.first(); ok; ok = this.next()) fn(this.curStart, this.curPages, this.curXlat, this.curPerm);
+  }
+
+  /** Approximate bytes held (typed-array pool + inner nodes), for the bench. */
+  get bytes(): number {
+    return this.leafCap * (LEAF * 17 + 9);
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  private setCursor(lf: number, idx: number): boolean {
+    this.cl = lf;
+    this.ci = idx;
+    return lf >= 0;
+  }
+
+  private endAt(slot: number): number {
+    return this.starts[slot]! + POW2[this.metas[slot]! >> 2]! - 1;
+  }
+
+  /** Largest index in the leaf at `base` with start <= key, or -1. */
+  private floorIn(base: number, n: number, key: number): number {
+    const s = this.starts;
+    let lo = 0;
+    let hi = n - 1;
+    // Fast path for ascending inserts and lookups near the end.
+    if (n > 0 && s[base + hi]! <= key) return hi;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (s[base + mid]! <= key) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return hi;
+  }
+
+  /** The leaf whose key range holds `key` (no path recorded). */
+  private leafFor(key: number): number {
+    let node = this.root;
+    for (let h = this.height; h > 0; h--) {
+      const inner = node as Inner;
+      node = inner.kids[floorKey(inner.keys, key)]!;
+    }
+    return node as number;
+  }
+
+  /** Like leafFor, recording the path (pathN / pathI) for splits and removals. */
+  private descend(key: number): number {
+    let node = this.root;
+    for (let d = 0; d < this.height; d++) {
+      const inner = node as Inner;
+      const i = floorKey(inner.keys, key);
+      this.pathN[d] = inner;
+      this.pathI[d] = i;
+      node = inner.kids[i]!;
+    }
+    return node as number;
+  }
+
+  private putAt(lf: number, n: number, pos: number, start: number, xlat: number, meta: number): void {
+    const base = lf * LEAF;
+    if (pos < n) {
+      this.starts.copyWithin(base + pos + 1, base + pos, base + n);
+      this.xlats.copyWithin(base + pos + 1, base + pos, base + n);
+      this.metas.copyWithin(base + pos + 1, base + pos, base + n);
+    }
+    this.starts[base + pos] = start;
+    this.xlats[base + pos] = xlat;
+    this.metas[base + pos] = meta;
+    this.counts[lf] = n + 1;
+  }
+
+  /** Inserts (sep, kid) right after pathI[d] in pathN[d]; d = -1 grows a new root. */
+  private insertKid(d: number, sep: number, kid: Inner | number): void {
+    if (d < 0) {
+      this.root = { keys: [-Infinity, sep], kids: [this.root, kid] };
+      this.height++;
+      return;
+    }
+    const node = this.pathN[d]!;
+    const at = this.pathI[d]! + 1;
+    node.keys.splice(at, 0, sep);
+    node.kids.splice(at, 0, kid);
+    if (node.kids.length <= FANOUT) return;
+    // Split the inner node; an insert at its end moves only the new kid.
+    const cut = at === node.kids.length - 1 ? at : node.kids.length >> 1;
+    const right: Inner = { keys: node.keys.splice(cut), kids: node.kids.splice(cut) };
+    const up = right.keys[0]!;
+    right.keys[0] = -Infinity;
+    this.insertKid(d - 1, up, right);
+  }
+
+  private allocLeaf(): number {
+    let lf = this.freeLeaves.pop();
+    if (lf === undefined) {
+      if (this.leafTop === this.leafCap) this.growPool();
+      lf = this.leafTop++;
+    }
+    this.counts[lf] = 0;
+    this.nexts[lf] = -1;
+    this.prevs[lf] = -1;
+    return lf;
+  }
+
+  private growPool(): void {
+    const cap = this.leafCap * 2;
+    const grow = <T extends Float64Array | Uint8Array | Int32Array>(a: T, n: number, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.starts = grow(this.starts, cap * LEAF, (n) => new Float64Array(n));
+    this.xlats = grow(this.xlats, cap * LEAF, (n) => new Float64Array(n));
+    this.metas = grow(this.metas, cap * LEAF, (n) => new Uint8Array(n));
+    this.counts = grow(this.counts, cap, (n) => new Uint8Array(n));
+    this.nexts = grow(this.nexts, cap, (n) => new Int32Array(n));
+    this.prevs = grow(this.prevs, cap, (n) => new Int32Array(n));
+    this.leafCap = cap;
+  }
+
+  private unlinkLeaf(lf: number): void {
+    const nx = this.nexts[lf]!;
+    const pv = this.prevs[lf]!;
+    if (pv >= 0) this.nexts[pv] = nx;
+    if (nx >= 0) this.prevs[nx] = pv;
+    this.freeLeaves.push(lf);
+  }
+
+  /** Removes the empty leaf `lf` (reached by `key`) from the tree. */
+  private dropLeaf(lf: number, key: number): void {
+    this.descend(key);
+    this.unlinkLeaf(lf);
+    this.removeKid(this.height - 1);
+  }
+
+  /** Removes kid pathI[d] of pathN[d], and the node itself when it becomes empty. */
+  private removeKid(d: number): void {
+    const node = this.pathN[d]!;
+    const at = this.pathI[d]!;
+    node.keys.splice(at, 1);
+    node.kids.splice(at, 1);
+    if (at === 0 && node.keys.length > 0) node.keys[0] = -Infinity;
+    if (node.kids.length === 0) {
+      // Only a non-root node can become empty (the root keeps >= 2 kids).
+      this.removeKid(d - 1);
+      return;
+    }
+    if (d === 0 && node.kids.length === 1) {
+      this.root = node.kids[0]!;
+      this.height--;
+    }
+  }
+
+  /** Merges an underfull leaf into its right sibling (or that into it) when they fit in one leaf. */
+  private maybeMerge(lf: number, key: number): void {
+    this.descend(key);
+    const d = this.height - 1;
+    const parent = this.pathN[d]!;
+    const at = this.pathI[d]!;
+    // Merge with the right sibling under the same parent, else the left one.
+    let left: number;
+    let right: number;
+    if (at + 1 < parent.kids.length) {
+      left = lf;
+      right = parent.kids[at + 1] as number;
+      this.pathI[d] = at + 1;
+    } else if (at > 0) {
+      left = parent.kids[at - 1] as number;
+      right = lf;
+    } else return;
+    const ln = this.counts[left]!;
+    const rn = this.counts[right]!;
+    if (ln + rn > (LEAF * 3) / 4) return;
+    const lb = left * LEAF;
+    const rb = right * LEAF;
+    this.starts.copyWithin(lb + ln, rb, rb + rn);
+    this.xlats.copyWithin(lb + ln, rb, rb + rn);
+    this.metas.copyWithin(lb + ln, rb, rb + rn);
+    this.counts[left] = ln + rn;
+    this.counts[right] = 0;
+    this.unlinkLeaf(right);
+    // pathI[d] points at `right`'s slot in the parent.
+    this.removeKid(d);
+  }
+}
+
+/** Largest i with keys[i] <= key (keys[0] is -Infinity). */
+function floorKey(keys: number[], key: number): number {
+  let lo = 1;
+  let hi = keys.length - 1;
+  if (keys[hi]! <= key) return hi;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (keys[mid]! <= key) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return hi;
+}

@@ -1,0 +1,674 @@
+/**
+ * A simulated VFIO type1 v2 container (Linux drivers/vfio/vfio_iommu_type1.c,
+ * shared/reference/vtd-facts.md §10): the host side a vfio-like listener
+ * drives. It keeps the user's DMA mappings (`vfio_dma`), programs every host
+ * IOMMU domain of the container, tracks pages pinned by mediated-device
+ * vendor drivers, and refuses what the kernel refuses, with the kernel's
+ * errno, so a broken notification sequence shows up as the damage it does on
+ * a real host.
+ */
+import { EventEmitter } from 'node:events';
+import type TypedEmitter from 'typed-emitter';
+import { produce } from 'immer';
+import { ERRNO, HostDomainError, IOMMU_READ, IOMMU_WRITE, SimHostDomain } from './host-domain';
+import type { HostIommuDomain, VfioErrno } from './host-domain';
+import { SpanList } from './intervals';
+import type { Span } from './intervals';
+
+const U64_END = 1n << 64n;
+/** Host PAGE_SIZE: the pinning granularity and the smallest IOVA page size VFIO reports. */
+const HOST_PAGE = 4096n;
+
+/** VFIO_DMA_UNMAP_FLAG_ALL (v2, Linux 5.12+): iova = size = 0 unmaps everything. */
+export const VFIO_DMA_UNMAP_FLAG_ALL = 2;
+/** `getInfo().flags` bits: VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_INFO_CAPS. */
+export const VFIO_IOMMU_INFO_PGSIZES = 1;
+export const VFIO_IOMMU_INFO_CAPS = 2;
+/** Default `dma_entry_limit` module parameter (U16_MAX). */
+export const VFIO_DMA_ENTRY_LIMIT = 65535;
+/** x86 MSI doorbell window, reported by Linux as an IOMMU_RESV_MSI region of every device. */
+export const X86_MSI_WINDOW = { start: 0xfee00000n, last: 0xfeefffffn, type: 'msi' } as const;
+
+export type VfioOp = 'MAP_DMA' | 'UNMAP_DMA' | 'PIN_PAGES' | 'RESERVE' | 'DEVICE';
+
+/** An ioctl failed; `errno` is the Linux error name. Nothing changed unless `detail` says so. */
+export class VfioError extends Error {
+  override readonly name = 'VfioError';
+  constructor(
+    readonly op: VfioOp,
+    readonly errno: VfioErrno,
+    /** The call, as QEMU logs it (`vfio_dma_map(0x1000, 0x1000, 0x7f0000005000)`). */
+    readonly call: string,
+    /** Why, in words. */
+    readonly reason: string,
+    /** UNMAP_DMA that failed part way (pinned pages): what was unmapped before, and the pages still pinned. */
+    readonly detail?: { unmapped: bigint; pinned: bigint[] },
+  ) {
+    super(`${call} = -${ERRNO[errno][0]} (${ERRNO[errno][1]}): ${reason}`);
+  }
+
+  static is(e: unknown): e is VfioError {
+    return e instanceof VfioError;
+  }
+}
+
+/** VFIO_IOMMU_MAP_DMA arguments. */
+export interface VfioDmaMap {
+  iova: bigint;
+  size: bigint;
+  /** Process virtual address of the memory to map (QEMU: the HVA of guest RAM). */
+  vaddr: bigint;
+  read: boolean;
+  write: boolean;
+}
+
+/** VFIO_IOMMU_UNMAP_DMA arguments. */
+export interface VfioDmaUnmap {
+  iova: bigint;
+  size: bigint;
+  /** 0, or VFIO_DMA_UNMAP_FLAG_ALL. */
+  flags?: number;
+}
+
+/** One user mapping (`vfio_dma`). */
+export interface VfioDmaMapping {
+  iova: bigint;
+  size: bigint;
+  vaddr: bigint;
+  read: boolean;
+  write: boolean;
+}
+
+/** An IOVA range, inclusive. */
+export interface VfioIovaRange {
+  start: bigint;
+  end: bigint;
+}
+
+/** A reserved IOVA region (not mappable): `start`..`last` inclusive. */
+export interface VfioReservedRegion {
+  start: bigint;
+  last: bigint;
+  type: 'msi' | 'reserved';
+}
+
+/** VFIO_IOMMU_GET_INFO, with the IOVA-range (cap id 1) and DMA-avail (cap id 3) capabilities folded in. */
+export interface VfioIommuInfo {
+  flags: number;
+  /** AND of the domains' page-size bitmaps, sizes below 4 KiB folded into 4 KiB. */
+  iova_pgsizes: bigint;
+  /** VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: usable IOVA (apertures minus reserved regions). */
+  iova_ranges: VfioIovaRange[];
+  /** VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: how many more MAP_DMA calls can succeed. */
+  dma_avail: number;
+}
+
+/** A host mapping as a domain holds it (the container's record of that domain). */
+export interface HostMapping {
+  iova: bigint;
+  size: bigint;
+  vaddr: bigint;
+  read: boolean;
+  write: boolean;
+}
+
+export type VfioContainerEvents = {
+  /** A host IOMMU domain failed an operation (the container unwound or kept its record equal to the domain). */
+  hostError: (e: { domain: string; op: 'map' | 'unmap' | 'reserve'; iova: bigint; size: bigint; errno: VfioErrno; message: string }) => void;
+  /** A domain unmapped more than asked (a superpage): `unmapped` bytes from `iova` are gone, other mappings included. */
+  hostOverUnmap: (e: { domain: string; iova: bigint; asked: bigint; unmapped: bigint }) => void;
+  /** UNMAP_DMA met pinned pages that the vendor drivers did not unpin. */
+  unpinStuck: (e: { iova: bigint; size: bigint; pinned: bigint[] }) => void;
+  /** An ioctl or in-kernel call was refused (the same error is thrown to the caller). */
+  ioctlError: (error: VfioError) => void;
+  /** A device stopped DMA (last handle closed, or reset). */
+  deviceStopped: (e: { device: string; reason: 'close' | 'reset' }) => void;
+};
+
+/** Counters of a container. */
+export interface VfioContainerStats {
+  mappings: number;
+  dmaAvail: number;
+  maps: number;
+  unmaps: number;
+  /** Failed ioctls by errno. */
+  errors: Partial<Record<VfioErrno, number>>;
+  hostErrors: number;
+  hostOverUnmaps: number;
+  unpinStuck: number;
+  pinnedPages: number;
+  devices: number;
+  deviceStops: number;
+}
+
+export interface VfioContainerOptions {
+  /** Host IOMMU domains; default one `SimHostDomain`. Empty: a container with no IOMMU-backed domain (mdev only). */
+  domains?: HostIommuDomain[];
+  /** `dma_entry_limit`; default 65535. */
+  dmaEntryLimit?: number;
+  /** Reserved regions of the attached devices; default the x86 MSI window. */
+  reservedRegions?: VfioReservedRegion[];
+  name?: string;
+}
+
+/** Options of `openDevice`. */
+export interface VfioDeviceOptions {
+  /** Index of the domain the device's group is attached to (default 0). */
+  domain?: number;
+  /**
+   * The vendor driver's `dma_unmap` (mediated devices): told `{iova, size}`
+   * of a mapping that is being unmapped while pages of it are pinned; it
+   * must unpin them.
+   */
+  dmaUnmap?: (iova: bigint, size: bigint) => void;
+}
+
+/** Result of a device-side DMA check. */
+export type VfioDmaAccess =
+  | { ok: true; hostAddr: bigint }
+  | { ok: false; iova: bigint; reason: 'unmapped' | 'permission' };
+
+interface Dma extends Span {
+  /** Page IOVA -> pin references (vfio_pfn.ref_count); created on the first pin. */
+  pinned: Map<bigint, number> | undefined;
+  pinRefs: number;
+}
+
+/** @internal The container's state of one open device (shared by its handles). */
+export interface DeviceRecord {
+  readonly name: string;
+  refs: number;
+  readonly domain: number;
+  readonly dmaUnmap: ((iova: bigint, size: bigint) => void) | undefined;
+  /** Page IOVA -> pin references held by this device. */
+  readonly pins: Map<bigint, number>;
+  open: boolean;
+}
+
+interface ControlState {
+  readonly reserved: readonly VfioReservedRegion[];
+  readonly iovaRanges: readonly VfioIovaRange[];
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const cloneSpan = (s: Span, start: bigint, end: bigint): Span => ({ start, end, addr: s.addr + (start - s.start), prot: s.prot });
+
+/**
+ * A VFIO type1 v2 container. Its methods mirror the ioctls (`mapDma`,
+ * `unmapDma`, `getInfo`) and the in-kernel interfaces used by mediated
+ * devices (`pinPages`, `unpinPages`, the device's `dmaUnmap`).
+ */
+export class VfioContainer {
+  readonly name: string;
+  readonly events: TypedEmitter<VfioContainerEvents> = new EventEmitter() as TypedEmitter<VfioContainerEvents>;
+  readonly domains: readonly HostIommuDomain[];
+  private readonly dmas = new SpanList<Dma>();
+  /** Per domain: what that host domain maps, kept equal to it from what its calls return. */
+  private readonly records: SpanList<Span>[];
+  private readonly devices = new Map<string, DeviceRecord>();
+  private dmaAvail: number;
+  private readonly pgsizes: bigint;
+  private readonly minPage: bigint;
+  /** Control-plane state: replaced as a whole (immer), so a failed change leaves it untouched. */
+  private control: ControlState;
+  private readonly counters: Omit<VfioContainerStats, 'mappings' | 'dmaAvail' | 'pinnedPages' | 'devices'> = {
+    maps: 0, unmaps: 0, errors: {}, hostErrors: 0, hostOverUnmaps: 0, unpinStuck: 0, deviceStops: 0,
+  };
+
+  constructor(options: VfioContainerOptions = {}) {
+    this.name = options.name ?? 'vfio-container';
+    this.domains = options.domains ?? [new SimHostDomain({ name: `${this.name}/domain0` })];
+    this.records = this.domains.map(() => new SpanList<Span>());
+    this.dmaAvail = options.dmaEntryLimit ?? VFIO_DMA_ENTRY_LIMIT;
+    // vfio_pgsize_bitmap: AND of all domains; sizes below PAGE_SIZE are hidden and PAGE_SIZE offered instead.
+    let bitmap = U64_END - 1n;
+    let aperture = U64_END - 1n;
+    for (const d of this.domains) {
+      bitmap &= d.pgsizeBitmap;
+      if (d.apertureEnd < aperture) aperture = d.apertureEnd;
+    }
+    if (bitmap & (HOST_PAGE - 1n)) bitmap = (bitmap & ~(HOST_PAGE - 1n)) | HOST_PAGE;
+    if (bitmap === 0n) throw new RangeError(`${this.name}: the domains share no page size`);
+    this.pgsizes = bitmap;
+    this.minPage = bitmap & -bitmap;
+    this.control = { reserved: [], iovaRanges: [{ start: 0n, end: aperture }] };
+    for (const r of options.reservedRegions ?? [X86_MSI_WINDOW]) this.addReservedRegion(r);
+  }
+
+  /** VFIO_IOMMU_GET_INFO. */
+  getInfo(): VfioIommuInfo {
+    return {
+      flags: VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS,
+      iova_pgsizes: this.pgsizes,
+      iova_ranges: this.control.iovaRanges.map((r) => ({ ...r })),
+      dma_avail: this.dmaAvail,
+    };
+  }
+
+  /**
+   * Adds a reserved region (as attaching a group with an MSI window does): it
+   * is installed in every domain or in none (a domain that fails has the
+   * others unwound), refused with EINVAL when a mapping already overlaps it
+   * (Linux `vfio_iommu_resv_conflict`), and removed from the usable IOVA ranges.
+   */
+  addReservedRegion(region: VfioReservedRegion): void {
+    const { start, last } = region;
+    if (start < 0n || last < start || last >= U64_END) {
+      throw this.fail('RESERVE', 'EINVAL', `reserve(${hex(start)}, ${hex(last)})`, 'empty or outside 64 bits');
+    }
+    if (this.dmas.firstOverlapping(start, last + 1n) !== undefined) {
+      throw this.fail('RESERVE', 'EINVAL', `reserve(${hex(start)}, ${hex(last)})`, 'overlaps an existing DMA mapping');
+    }
+    this.control = produce(this.control, (draft) => {
+      const done: HostIommuDomain[] = [];
+      for (const d of this.domains) {
+        try {
+          d.reserve?.(start, last);
+          done.push(d);
+        } catch (e) {
+          for (const u of done.reverse()) u.unreserve?.(start, last);
+          const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
+          this.hostError(d, 'reserve', start, last - start + 1n, errno, String((e as Error).message ?? e));
+          throw this.fail('RESERVE', errno, `reserve(${hex(start)}, ${hex(last)})`, `${d.name} failed, other domains unwound`);
+        }
+      }
+      draft.reserved.push({ ...region });
+      draft.iovaRanges = subtractRange(draft.iovaRanges, start, last);
+    });
+  }
+
+  /** VFIO_IOMMU_MAP_DMA (type1 v2). Throws VfioError; on failure nothing is mapped in any domain. */
+  mapDma(map: VfioDmaMap): void {
+    const { iova, size, vaddr } = map;
+    const what = (): string => `vfio_dma_map(${hex(iova)}, ${hex(size)}, ${hex(vaddr)})`;
+    const mask = this.minPage - 1n;
+    if (!map.read && !map.write) throw this.fail('MAP_DMA', 'EINVAL', what(), `neither read nor write`);
+    if (size <= 0n || iova < 0n || vaddr < 0n || ((size | iova | vaddr) & mask) !== 0n) {
+      throw this.fail('MAP_DMA', 'EINVAL', what(), `size 0 or not aligned to ${hex(this.minPage)}`);
+    }
+    const last = iova + size - 1n;
+    if (last >= U64_END || vaddr + size - 1n >= U64_END) throw this.fail('MAP_DMA', 'EINVAL', what(), `wraps`);
+    if (!this.control.iovaRanges.some((r) => r.start <= iova && last <= r.end)) {
+      throw this.fail('MAP_DMA', 'EINVAL', what(), `outside the valid IOVA ranges (reserved or beyond the aperture)`);
+    }
+    if (this.dmas.firstOverlapping(iova, last + 1n) !== undefined) {
+      throw this.fail('MAP_DMA', 'EEXIST', what(), `overlaps an existing mapping`);
+    }
+    if (this.dmaAvail <= 0) throw this.fail('MAP_DMA', 'ENOSPC', what(), `dma_avail exhausted`);
+    const prot = (map.read ? IOMMU_READ : 0) | (map.write ? IOMMU_WRITE : 0);
+    // All domains or none (vfio_iommu_map's unwind): a domain that fails has
+    // the ones before it unmapped again; the records follow each call.
+    for (let k = 0; k < this.domains.length; k++) {
+      const d = this.domains[k]!;
+      try {
+        d.map(iova, vaddr, size, prot);
+      } catch (e) {
+        const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
+        this.hostError(d, 'map', iova, size, errno, String((e as Error).message ?? e));
+        for (let u = k - 1; u >= 0; u--) this.unmapFromDomain(u, iova, last + 1n);
+        throw this.fail('MAP_DMA', errno, what(), `${d.name} failed, other domains unwound`);
+      }
+      // A domain that accepted the map replaced whatever it held there (a
+      // stale leftover of a failed unmap): the record follows it.
+      this.records[k]!.cut(iova, last + 1n, cloneSpan);
+      this.records[k]!.insert({ start: iova, end: last + 1n, addr: vaddr, prot });
+    }
+    this.dmas.insert({ start: iova, end: last + 1n, addr: vaddr, prot, pinned: undefined, pinRefs: 0 });
+    this.dmaAvail--;
+    this.counters.maps++;
+  }
+
+  /**
+   * VFIO_IOMMU_UNMAP_DMA (type1 v2). Returns `{unmapped}`: the bytes of the
+   * mappings removed (0 when none lay in the range). EINVAL when the range
+   * would bisect a mapping (nothing is unmapped then).
+   *
+   * Pinned pages (mediated devices): as Linux `vfio_dma_do_unmap`, before a
+   * mapping with pinned pages is removed, every open device's `dmaUnmap` is
+   * told that mapping's `{iova, size}`, and the container asks again while
+   * the pins decrease. Linux gives up after 10 rounds on the same mapping
+   * with `BUG_ON` (a host crash); the simulation stops at the first round
+   * that unpins nothing and fails with EBUSY instead. As in Linux, mappings
+   * of the range removed before the stuck one stay removed; the stuck one and
+   * those after it stay mapped (`detail` says how much was unmapped and which
+   * pages are still pinned), and `unpinStuck` is emitted.
+   */
+  unmapDma(unmap: VfioDmaUnmap): { unmapped: bigint } {
+    const flags = unmap.flags ?? 0;
+    let { iova, size } = unmap;
+    const what = (): string => `vfio_dma_unmap(${hex(unmap.iova)}, ${hex(unmap.size)})`;
+    if ((flags & ~VFIO_DMA_UNMAP_FLAG_ALL) !== 0) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `unsupported flags 0x${flags.toString(16)}`);
+    if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+      if (iova !== 0n || size !== 0n) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `UNMAP_ALL needs iova = size = 0`);
+      size = U64_END;
+    } else {
+      const mask = this.minPage - 1n;
+      if (size <= 0n || iova < 0n || ((iova | size) & mask) !== 0n) {
+        throw this.fail('UNMAP_DMA', 'EINVAL', what(), `size 0 or not aligned to ${hex(this.minPage)}`);
+      }
+      if (iova + size > U64_END) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `wraps`);
+      // v2: the range may not bisect a mapping at either end.
+      const first = this.dmas.find(iova);
+      if (first !== undefined && first.start !== iova) {
+        throw this.fail('UNMAP_DMA', 'EINVAL', what(), `bisects the mapping at ${hex(first.start)}+${hex(first.end - first.start)}`);
+      }
+      const lastDma = this.dmas.find(iova + size - 1n);
+      if (lastDma !== undefined && lastDma.end !== iova + size) {
+        throw this.fail('UNMAP_DMA', 'EINVAL', what(), `bisects the mapping at ${hex(lastDma.start)}+${hex(lastDma.end - lastDma.start)}`);
+      }
+    }
+    const end = iova + size;
+    let unmapped = 0n;
+    for (;;) {
+      const dma = this.dmas.firstOverlapping(iova, end);
+      if (dma === undefined) break;
+      if (dma.pinRefs > 0) {
+        const before = dma.pinRefs;
+        const dsize = dma.end - dma.start;
+        for (const dev of [...this.devices.values()]) {
+          if (!dev.open || dev.dmaUnmap === undefined) continue;
+          try {
+            dev.dmaUnmap(dma.start, dsize);
+          } catch {
+            // A vendor driver that throws has simply not unpinned; the progress check below decides.
+          }
+        }
+        // The callbacks may have changed the list (Linux drops the lock: "goto again").
+        if (this.dmas.find(dma.start) === dma && dma.pinRefs >= before) {
+          const pinned = [...dma.pinned!.keys()].sort((a, b) => (a < b ? -1 : 1));
+          this.counters.unpinStuck++;
+          this.events.emit('unpinStuck', { iova: dma.start, size: dsize, pinned });
+          this.counters.unmaps++;
+          throw this.fail('UNMAP_DMA', 'EBUSY', what(), `${pinned.length} page(s) of ${hex(dma.start)}+${hex(dsize)} still pinned after notifying the vendor drivers`,
+            { unmapped, pinned });
+        }
+        continue;
+      }
+      this.removeDma(dma);
+      unmapped += dma.end - dma.start;
+    }
+    this.counters.unmaps++;
+    return { unmapped };
+  }
+
+  /** The user mappings (`vfio_dma` list), ascending. */
+  mappings(): VfioDmaMapping[] {
+    return this.dmas.toArray().map((d) => ({
+      iova: d.start, size: d.end - d.start, vaddr: d.addr, read: (d.prot & IOMMU_READ) !== 0, write: (d.prot & IOMMU_WRITE) !== 0,
+    }));
+  }
+
+  /** What host domain `domain` maps (the container's record of it, equal to the domain by construction), ascending. */
+  hostMappings(domain = 0): HostMapping[] {
+    const rec = this.records[domain];
+    if (rec === undefined) throw new RangeError(`${this.name}: no domain ${domain}`);
+    return rec.toArray().map((s) => ({
+      iova: s.start, size: s.end - s.start, vaddr: s.addr, read: (s.prot & IOMMU_READ) !== 0, write: (s.prot & IOMMU_WRITE) !== 0,
+    }));
+  }
+
+  /** Internal for listeners: the spans of the user mappings and of each domain record. */
+  spans(): { dmas: Span[]; domains: Span[][] } {
+    return { dmas: this.dmas.toArray(), domains: this.records.map((r) => r.toArray()) };
+  }
+
+  /**
+   * Opens a device (a file descriptor on a device of a group in this
+   * container). Opening a name already open takes another reference and
+   * returns another handle to the same device; its options are ignored.
+   */
+  openDevice(name: string, options: VfioDeviceOptions = {}): VfioDevice {
+    let dev = this.devices.get(name);
+    if (dev === undefined) {
+      const domain = options.domain ?? 0;
+      if (this.domains.length > 0 && this.records[domain] === undefined) {
+        throw this.fail('DEVICE', 'EINVAL', `open(${name})`, `no domain ${domain}`);
+      }
+      dev = { name, refs: 0, domain, dmaUnmap: options.dmaUnmap, pins: new Map(), open: true };
+      this.devices.set(name, dev);
+    }
+    dev.refs++;
+    return new VfioDevice(this, dev);
+  }
+
+  /** Counters and current sizes. */
+  stats(): VfioContainerStats {
+    let pinnedPages = 0;
+    for (const d of this.dmas) pinnedPages += d.pinned?.size ?? 0;
+    return {
+      ...this.counters,
+      errors: { ...this.counters.errors },
+      mappings: this.dmas.length,
+      dmaAvail: this.dmaAvail,
+      pinnedPages,
+      devices: this.devices.size,
+    };
+  }
+
+  // ---- device side (called by VfioDevice) ----
+
+  /** @internal */
+  devicePin(dev: DeviceRecord, iovas: readonly bigint[], write: boolean): bigint[] {
+    this.checkOpen(dev, 'PIN_PAGES');
+    // vfio_pin_pages: all or nothing, each page inside a mapping with the access asked.
+    const found: Dma[] = [];
+    for (const iova of iovas) {
+      if ((iova & (HOST_PAGE - 1n)) !== 0n) throw this.fail('PIN_PAGES', 'EINVAL', `vfio_pin_pages(${hex(iova)})`, 'not page aligned');
+      const dma = this.dmas.find(iova);
+      if (dma === undefined) throw this.fail('PIN_PAGES', 'EINVAL', `vfio_pin_pages(${hex(iova)})`, 'not mapped');
+      if (write && (dma.prot & IOMMU_WRITE) === 0) throw this.fail('PIN_PAGES', 'EPERM', `vfio_pin_pages(${hex(iova)}, write)`, 'mapping is read-only');
+      found.push(dma);
+    }
+    return iovas.map((iova, i) => {
+      const dma = found[i]!;
+      dma.pinned ??= new Map();
+      dma.pinned.set(iova, (dma.pinned.get(iova) ?? 0) + 1);
+      dma.pinRefs++;
+      dev.pins.set(iova, (dev.pins.get(iova) ?? 0) + 1);
+      return dma.addr + (iova - dma.start);
+    });
+  }
+
+  /** @internal */
+  deviceUnpin(dev: DeviceRecord, iovas: readonly bigint[]): number {
+    this.checkOpen(dev, 'PIN_PAGES');
+    let n = 0;
+    for (const iova of iovas) if (this.unpinOne(dev, iova)) n++;
+    return n;
+  }
+
+  private unpinOne(dev: DeviceRecord, iova: bigint): boolean {
+    const held = dev.pins.get(iova);
+    if (held === undefined) return false;
+    if (held > 1) dev.pins.set(iova, held - 1);
+    else dev.pins.delete(iova);
+    const dma = this.dmas.find(iova);
+    const refs = dma?.pinned?.get(iova);
+    if (dma !== undefined && dma.pinned !== undefined && refs !== undefined) {
+      if (refs > 1) dma.pinned.set(iova, refs - 1);
+      else dma.pinned.delete(iova);
+      dma.pinRefs--;
+    }
+    return true;
+  }
+
+  /** @internal */
+  deviceDma(dev: DeviceRecord, iova: bigint, len: bigint, write: boolean): VfioDmaAccess {
+    this.checkOpen(dev, 'DEVICE');
+    const end = iova + (len > 0n ? len : 1n);
+    const need = write ? IOMMU_WRITE : IOMMU_READ;
+    if (this.domains.length === 0) {
+      // No IOMMU-backed domain (mdev): the device reaches only what its driver pinned.
+      for (let p = iova & ~(HOST_PAGE - 1n); p < end; p += HOST_PAGE) {
+        if (!dev.pins.has(p)) return { ok: false, iova: p > iova ? p : iova, reason: 'unmapped' };
+      }
+      const dma = this.dmas.find(iova)!;
+      if ((dma.prot & need) === 0) return { ok: false, iova, reason: 'permission' };
+      return { ok: true, hostAddr: dma.addr + (iova - dma.start) };
+    }
+    const rec = this.records[dev.domain]!;
+    let x = iova;
+    let first: bigint | undefined;
+    while (x < end) {
+      const s = rec.find(x);
+      if (s === undefined) return { ok: false, iova: x, reason: 'unmapped' };
+      if ((s.prot & need) === 0) return { ok: false, iova: x, reason: 'permission' };
+      if (first === undefined) first = s.addr + (x - s.start);
+      x = s.end;
+    }
+    return { ok: true, hostAddr: first! };
+  }
+
+  /** @internal Stops a device's DMA: its pins are dropped and listeners told. */
+  deviceStop(dev: DeviceRecord, reason: 'close' | 'reset'): void {
+    for (const [iova, n] of [...dev.pins]) for (let i = 0; i < n; i++) this.unpinOne(dev, iova);
+    this.counters.deviceStops++;
+    if (reason === 'close') {
+      dev.open = false;
+      this.devices.delete(dev.name);
+    }
+    this.events.emit('deviceStopped', { device: dev.name, reason });
+  }
+
+  private checkOpen(dev: DeviceRecord, op: VfioOp): void {
+    if (!dev.open) throw this.fail(op, 'ENODEV', `device ${dev.name}`, 'stopped');
+  }
+
+  // ---- internals ----
+
+  private removeDma(dma: Dma): void {
+    for (let k = 0; k < this.domains.length; k++) this.unmapFromDomain(k, dma.start, dma.end);
+    this.dmas.delete(dma);
+    this.dmaAvail++;
+  }
+
+  /**
+   * Unmaps [start, end) from domain k, piece by piece of what its record
+   * holds there (as `vfio_unmap_unpin` loops on `iommu_unmap`), and keeps the
+   * record equal to what the domain reports it removed: an over-unmap takes
+   * neighbours with it, an unmap that makes no progress leaves the rest
+   * mapped (a stale host mapping that the consistency check reports).
+   */
+  private unmapFromDomain(k: number, start: bigint, end: bigint): void {
+    const d = this.domains[k]!;
+    const rec = this.records[k]!;
+    for (const s of rec.overlapping(start, end)) {
+      let pos = s.start > start ? s.start : start;
+      const stop = s.end < end ? s.end : end;
+      while (pos < stop) {
+        // The record may have lost this piece to an earlier over-unmap.
+        const cur = rec.find(pos);
+        if (cur === undefined) {
+          const next = rec.firstOverlapping(pos, stop);
+          if (next === undefined) break;
+          pos = next.start;
+          continue;
+        }
+        const ask = (cur.end < stop ? cur.end : stop) - pos;
+        let got: bigint;
+        try {
+          got = d.unmap(pos, ask);
+        } catch (e) {
+          got = 0n;
+          this.hostError(d, 'unmap', pos, ask, e instanceof HostDomainError ? e.errno : 'EFAULT', String((e as Error).message ?? e));
+        }
+        if (got <= 0n) {
+          this.hostError(d, 'unmap', pos, stop - pos, 'EFAULT',
+            `${d.name}: iommu_unmap(${hex(pos)}, ${hex(ask)}) unmapped nothing; ${hex(pos)}-${hex(stop - 1n)} stays mapped`);
+          break;
+        }
+        rec.cut(pos, pos + got, cloneSpan);
+        if (got > ask) {
+          this.counters.hostOverUnmaps++;
+          this.events.emit('hostOverUnmap', { domain: d.name, iova: pos, asked: ask, unmapped: got });
+        }
+        pos += got;
+      }
+    }
+  }
+
+  private hostError(d: HostIommuDomain, op: 'map' | 'unmap' | 'reserve', iova: bigint, size: bigint, errno: VfioErrno, message: string): void {
+    this.counters.hostErrors++;
+    this.events.emit('hostError', { domain: d.name, op, iova, size, errno, message });
+  }
+
+  private fail(op: VfioOp, errno: VfioErrno, call: string, reason: string, detail?: { unmapped: bigint; pinned: bigint[] }): VfioError {
+    this.counters.errors[errno] = (this.counters.errors[errno] ?? 0) + 1;
+    const error = new VfioError(op, errno, call, reason, detail);
+    this.events.emit('ioctlError', error);
+    return error;
+  }
+}
+
+/**
+ * A handle on an open device. Handles of one device share it (reference
+ * counted): the device stops when its last handle is closed. A closed
+ * handle refuses everything with EBADF.
+ */
+export class VfioDevice {
+  private closed = false;
+
+  /** @internal */
+  constructor(private readonly container: VfioContainer, private readonly dev: DeviceRecord) {}
+
+  get name(): string {
+    return this.dev.name;
+  }
+
+  /** References to the device (open handles). */
+  get refs(): number {
+    return this.dev.refs;
+  }
+
+  /**
+   * Device-side DMA check: can this device reach [iova, iova + len) for a
+   * read or a write, through its host domain? Never throws for an unmapped
+   * address (that is a device fault); the answer shows what a stale host
+   * mapping lets a device do.
+   */
+  dma(iova: bigint, len: bigint, write: boolean): VfioDmaAccess {
+    this.check();
+    return this.container.deviceDma(this.dev, iova, len, write);
+  }
+
+  /** vfio_pin_pages: pins 4 KiB pages by IOVA; returns their host addresses. All or nothing. */
+  pinPages(iovas: readonly bigint[], write: boolean): bigint[] {
+    this.check();
+    return this.container.devicePin(this.dev, iovas, write);
+  }
+
+  /** vfio_unpin_pages: drops one pin reference per page; returns how many pages this device had pinned. */
+  unpinPages(iovas: readonly bigint[]): number {
+    this.check();
+    return this.container.deviceUnpin(this.dev, iovas);
+  }
+
+  /** Device reset: in-flight DMA stops (pins dropped, `deviceStopped` emitted); the device stays open. */
+  reset(): void {
+    this.check();
+    this.container.deviceStop(this.dev, 'reset');
+  }
+
+  /** Closes this handle; the last close stops the device. Closing twice is harmless. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.dev.refs--;
+    if (this.dev.refs === 0) this.container.deviceStop(this.dev, 'close');
+  }
+
+  private check(): void {
+    if (this.closed) throw new VfioError('DEVICE', 'EBADF', `device ${this.dev.name}`, 'handle closed');
+  }
+}
+
+/** Removes [start, last] from a sorted list of disjoint inclusive ranges. */
+function subtractRange(ranges: readonly VfioIovaRange[], start: bigint, last: bigint): VfioIovaRange[] {
+  const out: VfioIovaRange[] = [];
+  for (const r of ranges) {
+    if (r.end < start || r.start > last) { out.push({ ...r }); continue; }
+    if (r.start < start) out.push({ start: r.start, end: start - 1n });
+    if (r.end > last) out.push({ start: last + 1n, end: r.end });
+  }
+  return out;
+}

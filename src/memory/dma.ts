@@ -1,0 +1,112 @@
+import { isFault } from '../core/model';
+import type { TranslateResult } from '../core/model';
+import type { GuestMemory } from './guest-memory';
+
+/** Translates one IOVA for a read (`write` false) or a write, as a device's DMA would (side effects included). */
+export type DmaTranslate = (iova: bigint, write: boolean) => TranslateResult;
+
+/** What a DMA through the IOMMU did. */
+export interface DmaResult {
+  /** True when any page chunk failed to translate (trace-v1 `"fault"`). */
+  faulted: boolean;
+  /** IOVA of the first byte of each chunk that faulted, ascending. */
+  faultIovas: bigint[];
+  /**
+   * True when a translated chunk reached, wholly or partly, guest-physical
+   * addresses outside RAM (those bytes read as zero / were dropped). This is
+   * not a translation fault: QEMU's IOMMU records nothing and the DMA goes on.
+   */
+  unassigned: boolean;
+}
+
+export interface DmaReadResult extends DmaResult {
+  /** The bytes read; zero where a chunk faulted or reached no RAM. */
+  data: Uint8Array;
+}
+
+const CHUNK = 4096n;
+const CHUNK_MASK = 4095n;
+const IOVA_LIMIT = 1n << 64n;
+const GPA_LIMIT = 2n ** 53n;
+
+/**
+ * Visits the DMA [iova, iova + len) as chunks cut at 4 KiB IOVA boundaries,
+ * translating each on its own in ascending order (trace-v1 `dma.read` /
+ * `dma.write`; QEMU's memory core translates the same way and does not stop at
+ * a faulting page: shared/reference/qemu-7.2-findings.md "DMA semantics").
+ * `visit` gets the guest-physical address of the chunk, or undefined when it
+ * faulted. Bytes at or above 2^64 have no IOVA: their chunk counts as faulted.
+ */
+function eachChunk(
+  translate: DmaTranslate, iova: bigint, len: number, write: boolean, result: DmaResult,
+  visit: (gpa: number | undefined, offset: number, n: number) => void,
+): void {
+  let offset = 0;
+  let cur = iova;
+  while (offset < len) {
+    const n = Math.min(len - offset, Number(CHUNK - (cur & CHUNK_MASK)));
+    let gpa: number | undefined;
+    if (cur >= IOVA_LIMIT) {
+      result.faulted = true;
+      result.faultIovas.push(cur);
+    } else {
+      const t = translate(cur, write);
+      // A translation whose permission lacks the access fails too: QEMU's
+      // memory core checks iotlb.perm and sends the access to unassigned memory.
+      if (isFault(t) || (t.perm & (write ? 2 : 1)) === 0) {
+        result.faulted = true;
+        result.faultIovas.push(cur);
+      } else {
+        // As QEMU: (translated_addr & ~addr_mask) | (addr & addr_mask).
+        const addr = (t.translatedAddr & ~t.addrMask) | (cur & t.addrMask);
+        if (addr + BigInt(n) <= GPA_LIMIT) gpa = Number(addr);
+        else result.unassigned = true;
+      }
+    }
+    visit(gpa, offset, n);
+    offset += n;
+    cur += BigInt(n);
+  }
+}
+
+/**
+ * A device reads `len` bytes at `iova` through the IOMMU, page chunk by page
+ * chunk. A faulting chunk reads as zeros and later chunks are still read.
+ *
+ * A chunk that translates to addresses outside RAM reads as zero byte for
+ * byte where there is no RAM: QEMU dispatches such an access to unassigned
+ * memory, whose reads return 0 (MEMTX_DECODE_ERROR, which the DMA engine does
+ * not see as an IOMMU fault), and the parts of the chunk that are RAM are read.
+ */
+export function dmaRead(mem: GuestMemory, translate: DmaTranslate, iova: bigint, len: number): DmaReadResult {
+  const data = new Uint8Array(len);
+  const result: DmaReadResult = { data, faulted: false, faultIovas: [], unassigned: false };
+  eachChunk(translate, iova, len, false, result, (gpa, offset, n) => {
+    if (gpa === undefined) return;
+    const dst = data.subarray(offset, offset + n);
+    if (mem.read(gpa, dst)) return;
+    // Partly outside RAM: byte by byte, zeros where nothing is.
+    result.unassigned = true;
+    const one = new Uint8Array(1);
+    for (let i = 0; i < n; i++) dst[i] = mem.read(gpa + i, one) ? one[0]! : 0;
+  });
+  return result;
+}
+
+/**
+ * A device writes `data` at `iova` through the IOMMU, page chunk by page
+ * chunk. Bytes of a faulting chunk are dropped; later chunks are still
+ * written. Bytes that translate to addresses outside RAM are dropped (QEMU:
+ * writes to unassigned memory are ignored) while the rest of the chunk lands.
+ */
+export function dmaWrite(mem: GuestMemory, translate: DmaTranslate, iova: bigint, data: Uint8Array): DmaResult {
+  const result: DmaResult = { faulted: false, faultIovas: [], unassigned: false };
+  eachChunk(translate, iova, data.length, true, result, (gpa, offset, n) => {
+    if (gpa === undefined) return;
+    const src = data.subarray(offset, offset + n);
+    if (mem.write(gpa, src)) return;
+    result.unassigned = true;
+    for (let i = 0; i < n; i++) mem.write(gpa + i, src.subarray(i, i + 1));
+  });
+  return result;
+}

@@ -1,0 +1,171 @@
+/**
+ * Trace-v1 writer: one line per record, keys in a fixed order (`op`, the
+ * fields in the order of the trace-v1 table, `expect`, `note`), lowercase
+ * hex, so that the same run always produces the same bytes.
+ */
+import { createWriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
+import { createGzip } from 'node:zlib';
+import type { Gzip } from 'node:zlib';
+import { permToString } from '../core/access';
+import { flagsToString } from '../core/tlb-entry';
+import type { TraceEntry, TraceEvent, TraceHeader } from './types';
+
+/** `0x`-prefixed lowercase hex. */
+export function hex(v: bigint | number): string {
+  return '0x' + v.toString(16);
+}
+
+/** Bytes as lowercase hex without prefix, in memory order. */
+export function hexBytes(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('hex');
+}
+
+function q(s: string): string {
+  return JSON.stringify(s);
+}
+
+function entryJson(e: TraceEntry): string {
+  return `{"iova":"${hex(e.iova)}","mask":"${hex(e.mask)}","translated":"${hex(e.translated)}","perm":"${permToString(e.perm)}"}`;
+}
+
+const TYPE_NAMES: Record<number, string> = { 1: 'UNMAP', 2: 'MAP', 4: 'DEVIOTLB_UNMAP' };
+
+/** The header line (without newline). */
+export function formatHeader(h: TraceHeader): string {
+  const ram = h.ram.map((r) => `{"base":"${hex(r.base)}","size":"${hex(r.size)}"}`).join(',');
+  let s = `{"trace":"viommu","version":1,"model":${q(h.model)},"config":${stableJson(h.config)},"ram":[${ram}]`;
+  if (h.source !== undefined) s += `,"source":${q(h.source)}`;
+  return s + '}';
+}
+
+/** JSON with object keys in the order they were inserted (config is copied as found). */
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? hex(x) : x));
+}
+
+/** One event line (without newline). */
+export function formatEvent(ev: TraceEvent): string {
+  let s: string;
+  const pasid = (p: number | undefined) => (p === undefined ? '' : `,"pasid":${p}`);
+  switch (ev.op) {
+    case 'mem.write':
+    case 'mem.expect':
+      s = `{"op":"${ev.op}","gpa":"${hex(ev.gpa)}","data":"${hexBytes(ev.data)}"`;
+      break;
+    case 'mmio.write':
+      s = `{"op":"mmio.write","reg":"${hex(ev.reg)}","size":${ev.size},"value":"${hex(ev.value)}"`;
+      break;
+    case 'mmio.read':
+      s = `{"op":"mmio.read","reg":"${hex(ev.reg)}","size":${ev.size}`;
+      if (ev.expect !== undefined) s += `,"expect":"${hex(ev.expect)}"`;
+      break;
+    case 'dma.read':
+      s = `{"op":"dma.read","sid":"${hex(ev.sid)}"${pasid(ev.pasid)},"iova":"${hex(ev.iova)}","len":${ev.len}`;
+      if (ev.expect !== undefined) s += `,"expect":"${ev.expect === 'fault' ? 'fault' : hexBytes(ev.expect)}"`;
+      break;
+    case 'dma.write':
+      s = `{"op":"dma.write","sid":"${hex(ev.sid)}"${pasid(ev.pasid)},"iova":"${hex(ev.iova)}","data":"${hexBytes(ev.data)}"`;
+      if (ev.expect !== undefined) s += `,"expect":"${ev.expect}"`;
+      break;
+    case 'translate':
+      s = `{"op":"translate","sid":"${hex(ev.sid)}"${pasid(ev.pasid)},"iova":"${hex(ev.iova)}","access":"${permToString(ev.access)}"`;
+      if (ev.expect !== undefined) {
+        s += 'fault' in ev.expect
+          ? ',"expect":{"fault":true}'
+          : `,"expect":{"translated":"${hex(ev.expect.translated)}","mask":"${hex(ev.expect.mask)}","perm":"${permToString(ev.expect.perm)}"}`;
+      }
+      break;
+    case 'notifier.add': {
+      const flags = ev.flags === 0 ? '' : flagsToString(ev.flags).split('|').map((n) => q(n)).join(',');
+      s = `{"op":"notifier.add","id":${q(ev.id)},"sid":"${hex(ev.sid)}","flags":[${flags}],"start":"${hex(ev.start)}","end":"${hex(ev.end)}"`;
+      break;
+    }
+    case 'notifier.del':
+      s = `{"op":"notifier.del","id":${q(ev.id)}`;
+      break;
+    case 'notify':
+      s = `{"op":"notify","id":${q(ev.id)},"type":"${TYPE_NAMES[ev.type]}","iova":"${hex(ev.iova)}","mask":"${hex(ev.mask)}",`
+        + `"translated":"${hex(ev.translated)}","perm":"${permToString(ev.perm)}"`;
+      break;
+    case 'view.expect':
+      s = `{"op":"view.expect","id":${q(ev.id)},"entries":[${ev.entries.map(entryJson).join(',')}]`;
+      break;
+    case 'msi.expect':
+      s = `{"op":"msi.expect","addr":"${hex(ev.addr)}","data":"${hex(ev.data)}"`;
+      break;
+    case 'virtio.config.read':
+      s = `{"op":"virtio.config.read","offset":${ev.offset},"size":${ev.size}`;
+      if (ev.expect !== undefined) s += `,"expect":"${hex(ev.expect)}"`;
+      break;
+    case 'virtio.config.write':
+      s = `{"op":"virtio.config.write","offset":${ev.offset},"size":${ev.size},"value":"${hex(ev.value)}"`;
+      break;
+    case 'virtio.features':
+      s = `{"op":"virtio.features","value":"${hex(ev.value)}"`;
+      break;
+    case 'virtio.request':
+      s = `{"op":"virtio.request","data":"${hexBytes(ev.data)}","writable":${ev.writable}`;
+      if (ev.expect !== undefined) s += `,"expect":"${hexBytes(ev.expect)}"`;
+      break;
+    case 'virtio.event.expect':
+      s = `{"op":"virtio.event.expect","data":"${hexBytes(ev.data)}"`;
+      break;
+  }
+  if (ev.note !== undefined) s += `,"note":${q(ev.note)}`;
+  return s + '}';
+}
+
+/**
+ * Writes a trace to a file (gzip-compressed when the name ends in `.gz`),
+ * buffering lines; `close()` flushes and resolves when the file is complete.
+ */
+export class TraceWriter {
+  private readonly out: WriteStream;
+  private readonly sink: WriteStream | Gzip;
+  private buffer: string[] = [];
+  private bytes = 0;
+
+  constructor(path: string) {
+    this.out = createWriteStream(path);
+    if (path.endsWith('.gz')) {
+      const gz = createGzip();
+      gz.pipe(this.out);
+      this.sink = gz;
+    } else {
+      this.sink = this.out;
+    }
+  }
+
+  header(h: TraceHeader): void {
+    this.line(formatHeader(h));
+  }
+
+  event(ev: TraceEvent): void {
+    this.line(formatEvent(ev));
+  }
+
+  /** A raw line (without newline). */
+  line(text: string): void {
+    this.buffer.push(text);
+    this.bytes += text.length;
+    if (this.bytes >= 1 << 16) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buffer.length === 0) return;
+    this.sink.write(this.buffer.join('\n') + '\n');
+    this.buffer = [];
+    this.bytes = 0;
+  }
+
+  /** Flushes and closes; resolves once the file is written. */
+  close(): Promise<void> {
+    this.flush();
+    return new Promise((resolve, reject) => {
+      this.out.once('error', reject);
+      this.out.once('finish', () => resolve());
+      this.sink.end();
+    });
+  }
+}

@@ -1,0 +1,239 @@
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { readTrace, readTraceAll, TraceFormatError, formatEvent, formatHeader, parseEvent, parseEventLine } from '../../src/trace';
+import type { TraceEvent } from '../../src/trace';
+import { parseNotifyFast } from '../../src/trace/parse';
+
+const HEADER = '{"trace":"viommu","version":1,"model":"none","config":{},"ram":[{"base":"0x0","size":"0x8000000"}],"source":"test"}';
+const NOTIFY = '{"op":"notify","id":"vfio","type":"MAP","iova":"0x1000","mask":"0xfff","translated":"0x2000","perm":"rw"}';
+
+function trace(...lines: string[]): Buffer {
+  return Buffer.from([HEADER, ...lines].join('\n') + '\n');
+}
+
+async function formatErrorOf(input: Buffer | string): Promise<TraceFormatError> {
+  try {
+    await readTraceAll(input);
+  } catch (e) {
+    if (e instanceof TraceFormatError) return e;
+    throw e;
+  }
+  throw new Error('no error');
+}
+
+describe('trace reader', () => {
+  test('reads the header and typed events with line numbers', async () => {
+    const { header, events } = await readTraceAll(trace(
+      '{"op":"mem.write","gpa":"0x1000","data":"0102ff"}',
+      '',
+      '{"op":"mmio.read","reg":"0x1c","size":4,"expect":"0x80000000","note":"gsts"}',
+      NOTIFY,
+    ));
+    expect(header).toEqual({ trace: 'viommu', version: 1, model: 'none', config: {}, ram: [{ base: 0n, size: 0x8000000n }], source: 'test' });
+    expect(events).toEqual([
+      { op: 'mem.write', line: 2, gpa: 0x1000n, data: new Uint8Array([1, 2, 0xff]) },
+      { op: 'mmio.read', line: 4, reg: 0x1c, size: 4, expect: 0x80000000n, note: 'gsts' },
+      { op: 'notify', line: 5, id: 'vfio', type: 2, iova: 0x1000n, mask: 0xfffn, translated: 0x2000n, perm: 3 },
+    ]);
+  });
+
+  test('unknown keys are ignored', async () => {
+    const { events } = await readTraceAll(trace('{"op":"notifier.del","id":"a","future":{"x":[1,2]},"sid":"0x99"}'));
+    expect(events).toEqual([{ op: 'notifier.del', line: 2, id: 'a' }]);
+  });
+
+  test('every op of trace v1 parses, including the virtio-iommu ops', async () => {
+    const lines = [
+      '{"op":"mem.expect","gpa":"0x10","data":"00"}',
+      '{"op":"mmio.write","reg":"0x18","size":4,"value":"0x80000000"}',
+      '{"op":"dma.read","sid":"0x20","iova":"0x1000","len":4,"expect":"fault"}',
+      '{"op":"dma.read","sid":"0x20","pasid":5,"iova":"0x1000","len":2,"expect":"abcd"}',
+      '{"op":"dma.write","sid":"0x28","iova":"0x1000","data":"00ff","expect":"ok"}',
+      '{"op":"translate","sid":"0x20","iova":"0x1000","access":"rw","expect":{"translated":"0x5000","mask":"0xfff","perm":"r"}}',
+      '{"op":"translate","sid":"0x20","iova":"0x1000","access":"w","expect":{"fault":true}}',
+      '{"op":"notifier.add","id":"v","sid":"0x20","flags":["MAP","UNMAP","DEVIOTLB_UNMAP"],"start":"0x0","end":"0xffffffffffffffff"}',
+      '{"op":"view.expect","id":"v","entries":[{"iova":"0x0","mask":"0xfff","translated":"0x1000","perm":"w"}]}',
+      '{"op":"msi.expect","addr":"0xfee00000","data":"0x4041"}',
+      '{"op":"virtio.config.read","offset":8,"size":8,"expect":"0xfffff000"}',
+      '{"op":"virtio.config.write","offset":36,"size":1,"value":"0x1"}',
+      '{"op":"virtio.features","value":"0x100000000"}',
+      '{"op":"virtio.request","data":"0100000002000000","writable":4,"expect":"00000000"}',
+      '{"op":"virtio.event.expect","data":"01020304"}',
+    ];
+    const { events } = await readTraceAll(trace(...lines));
+    expect(events.map((e) => e.op)).toEqual([
+      'mem.expect', 'mmio.write', 'dma.read', 'dma.read', 'dma.write', 'translate', 'translate', 'notifier.add', 'view.expect', 'msi.expect',
+      'virtio.config.read', 'virtio.config.write', 'virtio.features', 'virtio.request', 'virtio.event.expect',
+    ]);
+    expect(events[2]).toMatchObject({ sid: 0x20, expect: 'fault' });
+    expect(events[3]).toMatchObject({ pasid: 5, expect: new Uint8Array([0xab, 0xcd]) });
+    expect(events[5]).toMatchObject({ access: 3, expect: { translated: 0x5000n, mask: 0xfffn, perm: 1 } });
+    expect(events[7]).toMatchObject({ flags: 7, start: 0n, end: 2n ** 64n - 1n });
+    expect(events[9]).toMatchObject({ addr: 0xfee00000n, data: 0x4041 });
+    // The writer writes what the reader reads.
+    const again = await readTraceAll(trace(...events.map(formatEvent)));
+    expect(again.events).toEqual(events);
+  });
+
+  test.each([
+    ['{"op":"notify",', /bad JSON/],
+    ['[1,2]', /must be a JSON object/],
+    ['{"gpa":"0x0"}', /missing "op"/],
+    ['{"op":"teleport","x":1}', /unknown op "teleport"/],
+    ['{"op":"mem.write","gpa":"0x10"}', /mem.write: missing field "data"/],
+    ['{"op":"mem.write","gpa":"1000","data":"00"}', /field "gpa" must be a 0x-prefixed hex string/],
+    ['{"op":"mem.write","gpa":"0xzz","data":"00"}', /field "gpa"/],
+    ['{"op":"mem.write","gpa":"0x10","data":"abc"}', /field "data" must be hex bytes/],
+    ['{"op":"mem.write","gpa":"0x10","data":"0g"}', /field "data" must be hex bytes/],
+    ['{"op":"mem.write","gpa":"0x10000000000000000","data":"00"}', /does not fit 64 bits/],
+    ['{"op":"mmio.write","reg":"0x18","size":2,"value":"0x1"}', /must be 4 or 8/],
+    ['{"op":"mmio.write","reg":"0x18","size":4,"value":"0x100000000"}', /does not fit 32 bits/],
+    ['{"op":"dma.read","sid":"0x20","iova":"0x0","len":-1}', /field "len" must be an integer/],
+    ['{"op":"dma.write","sid":"0x20","iova":"0x0","data":"00","expect":"maybe"}', /"ok" or "fault"/],
+    ['{"op":"translate","sid":"0x20","iova":"0x0","access":"none"}', /access/],
+    ['{"op":"notifier.add","id":"a","sid":"0x20","flags":["MAP","ALL"],"start":"0x0","end":"0x1"}', /unknown flag "ALL"/],
+    ['{"op":"notify","id":"a","type":"REMAP","iova":"0x0","mask":"0xfff","translated":"0x0","perm":"rw"}', /field "type"/],
+    ['{"op":"notify","id":"a","type":"MAP","iova":"0x0","mask":"0xfff","translated":"0x0","perm":"x"}', /field "perm"/],
+  ])('malformed line %s is reported with its line number', async (line, reason) => {
+    const err = await formatErrorOf(trace(NOTIFY, line, NOTIFY));
+    expect(err.line).toBe(3);
+    expect(err.reason).toMatch(reason);
+  });
+
+  test.each([
+    ['{"trace":"other","version":1,"model":"none"}', /"trace" must be "viommu"/],
+    ['{"trace":"viommu","version":2,"model":"none"}', /unsupported version 2/],
+    ['{"trace":"viommu","version":1}', /"model"/],
+    ['{"trace":"viommu","version":1,"model":"none","ram":[{"base":"0x0"}]}', /ram\[0\].*missing field "size"/],
+    [NOTIFY, /"trace" must be "viommu"/],
+  ])('a wrong header is an error on line 1: %s', async (header, reason) => {
+    const err = await formatErrorOf(Buffer.from(header + '\n' + NOTIFY + '\n'));
+    expect(err.line).toBe(1);
+    expect(err.reason).toMatch(reason);
+  });
+
+  test('an empty file is malformed', async () => {
+    expect((await formatErrorOf(Buffer.alloc(0))).reason).toMatch(/empty trace/);
+  });
+
+  test('nothing past a malformed line is handed over', async () => {
+    const seen: number[] = [];
+    await expect(readTrace(trace(NOTIFY, '{"op":"nope"}', NOTIFY), { header: () => {}, event: (e) => { seen.push(e.line); } }))
+      .rejects.toThrow(/line 3: unknown op/);
+    expect(seen).toEqual([2]);
+  });
+
+  test('gzip is detected by magic bytes, whatever the file name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'viommu-reader-'));
+    const raw = trace(NOTIFY, NOTIFY);
+    writeFileSync(join(dir, 'a.jsonl.gz'), gzipSync(raw));
+    writeFileSync(join(dir, 'b.jsonl'), gzipSync(raw));
+    writeFileSync(join(dir, 'c.jsonl'), raw);
+    for (const f of ['a.jsonl.gz', 'b.jsonl', 'c.jsonl']) {
+      const { events } = await readTraceAll(join(dir, f));
+      expect(events.map((e) => e.line)).toEqual([2, 3]);
+    }
+    // Concatenated gzip members are one stream, as gzip -d reads them.
+    const { events } = await readTraceAll(Buffer.concat([gzipSync(trace(NOTIFY)), gzipSync(Buffer.from(NOTIFY + '\n'))]));
+    expect(events.map((e) => e.line)).toEqual([2, 3]);
+  });
+
+  test('a malformed line inside a gzip file names the file and the line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'viommu-reader-'));
+    const f = join(dir, 't.jsonl.gz');
+    writeFileSync(f, gzipSync(trace(NOTIFY, NOTIFY, '{"op":1}')));
+    const err = await formatErrorOf(f);
+    expect(err.line).toBe(4);
+    expect(err.message).toContain(`${f}:4`);
+  });
+
+  test('a corrupt gzip stream is an error (not a format error)', async () => {
+    const gz = gzipSync(trace(NOTIFY));
+    await expect(readTraceAll(gz.subarray(0, gz.length - 12))).rejects.toThrow(/gzip|unexpected end/i);
+  });
+
+  test('a missing file is an error', async () => {
+    await expect(readTraceAll('/nonexistent/trace.jsonl')).rejects.toThrow(/ENOENT/);
+  });
+
+  test('CRLF line ends and a missing final newline are accepted', async () => {
+    const { events } = await readTraceAll(Buffer.from(HEADER + '\r\n' + NOTIFY + '\r\n' + NOTIFY));
+    expect(events).toHaveLength(2);
+    expect(events[1]).toMatchObject({ line: 3, translated: 0x2000n });
+  });
+
+  test('property: any chunking of the bytes (multi-byte UTF-8 split too) gives the same events', async () => {
+    const lines = [
+      NOTIFY,
+      '{"op":"notifier.add","id":"é-listener-ü","sid":"0x20","flags":["MAP"],"start":"0x0","end":"0xfff","note":"√ unicode ✓"}',
+      '{"op":"mem.write","gpa":"0x0","data":"' + 'ab'.repeat(3000) + '"}',
+      NOTIFY,
+    ];
+    const bytes = trace(...lines);
+    const want = (await readTraceAll(bytes)).events;
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 20 }), async (cuts) => {
+      const chunks: Buffer[] = [];
+      let pos = 0;
+      for (const c of cuts) {
+        if (pos >= bytes.length) break;
+        chunks.push(bytes.subarray(pos, pos + c));
+        pos += c;
+      }
+      if (pos < bytes.length) chunks.push(bytes.subarray(pos));
+      const got = (await readTraceAll(Readable.from(chunks))).events;
+      expect(got).toEqual(want);
+    }), { numRuns: 50 });
+  });
+
+  test('the header round-trips through the writer', async () => {
+    const { header } = await readTraceAll(trace());
+    expect(formatHeader(header)).toBe(HEADER);
+  });
+});
+
+describe('notify fast path', () => {
+  const hex64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
+  const id = fc.string({ maxLength: 8 });
+  const notifyLine = fc.record({
+    id, type: fc.constantFrom('MAP', 'UNMAP', 'DEVIOTLB_UNMAP', 'BOGUS'), iova: hex64, mask: hex64, translated: hex64,
+    perm: fc.constantFrom('none', 'r', 'w', 'rw', 'RW'),
+    upper: fc.boolean(), zeros: fc.boolean(), note: fc.option(fc.string({ maxLength: 5 })), reorder: fc.boolean(), spaces: fc.boolean(),
+  }).map((r) => {
+    const h = (v: bigint) => {
+      let s = v.toString(16);
+      if (r.zeros) s = '00' + s;
+      return '0x' + (r.upper ? s.toUpperCase() : s);
+    };
+    const o: Record<string, unknown> = { op: 'notify', id: r.id, type: r.type, iova: h(r.iova), mask: h(r.mask), translated: h(r.translated), perm: r.perm };
+    if (r.note !== null) o['note'] = r.note;
+    const keys = r.reorder ? Object.keys(o).reverse() : Object.keys(o);
+    return JSON.stringify(Object.fromEntries(keys.map((k) => [k, o[k]])), null, r.spaces ? 1 : undefined).replace(/\n/g, '');
+  });
+
+  const outcome = (f: () => TraceEvent): TraceEvent | string => {
+    try {
+      return f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+
+  test('property: the fast path parses exactly as JSON.parse does', () => {
+    fc.assert(fc.property(notifyLine, (line) => {
+      expect(outcome(() => parseEventLine(line, 7))).toEqual(outcome(() => parseEvent(line, 7)));
+    }), { numRuns: 2000 });
+  });
+
+  test('canonical lines written by the writer take the fast path and read back equal', () => {
+    fc.assert(fc.property(fc.stringMatching(/^[a-z0-9 ._-]{0,8}$/), fc.constantFrom(1, 2, 4), hex64, hex64, hex64, fc.constantFrom(0, 1, 2, 3), (i, type, iova, mask, translated, perm) => {
+      const ev = { op: 'notify' as const, line: 3, id: i, type: type as 1 | 2 | 4, iova, mask, translated, perm: perm as 0 | 1 | 2 | 3 };
+      expect(parseNotifyFast(formatEvent(ev), 3)).toEqual(ev);
+      expect(parseEventLine(formatEvent(ev), 3)).toEqual(ev);
+      expect(parseEvent(formatEvent(ev), 3)).toEqual(ev);
+    }), { numRuns: 500 });
+  });
+});
