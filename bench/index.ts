@@ -6,12 +6,14 @@ import type { BenchFigure, BenchSuite } from './harness';
 import * as core from './core.bench';
 import * as replay from './replay.bench';
 import * as vtd from './vtd.bench';
+import * as record from './record.bench';
 
 // Each area registers its suite here.
 const suites: Array<[string, { suite: BenchSuite }]> = [
   ['core', core],
   ['replay', replay],
   ['vtd', vtd],
+  ['record', record],
 ];
 
 async function main(): Promise<void> {

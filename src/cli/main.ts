@@ -5,6 +5,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { BATCH_HELP, isBatchReplay, runBatch } from './commands/batch';
 import { runImportQemuLog } from '../trace/importers/qemu-log';
 import { replayTrace } from '../trace/replay';
 import type { ReplayReport, ReplayViolation, ReplayMismatch, ReportEntry } from '../trace/replay';
@@ -23,6 +24,7 @@ const HELP = `viommu: an emulated guest IOMMU (Intel VT-d), its notifier contrac
 
 Usage:
   viommu replay <trace> [--json] [--record OUT]   replay a trace and check every expectation
+  viommu replay <dir | glob | trace...> [-j N]    replay many traces on worker threads
   viommu check <trace> [--json]                   check the notifier contract only
   viommu import qemu-log <log> [-o OUT]           convert a QEMU trace log into a trace
   viommu help [command]                           this help, or a command's
@@ -87,10 +89,12 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         return 0;
       case 'help': {
         const topic = rest[0];
-        io.stdout.write(topic === 'replay' ? REPLAY_HELP : topic === 'check' ? CHECK_HELP : HELP);
+        io.stdout.write(topic === 'replay' ? REPLAY_HELP + '\n' + BATCH_HELP : topic === 'check' ? CHECK_HELP : HELP);
         return topic === undefined || topic === 'replay' || topic === 'check' || topic === 'import' ? 0 : 2;
       }
       case 'replay':
+        // Several traces, a directory, a glob or --jobs: the batch replayer (commands/batch).
+        if (isBatchReplay(rest)) return await runBatch(rest, io);
         return await replayCommand(rest, io, false);
       case 'check':
         return await replayCommand(rest, io, true);
@@ -145,7 +149,7 @@ function parse(argv: string[], check: boolean): { file: string; json: boolean; r
 async function replayCommand(argv: string[], io: CliIo, check: boolean): Promise<number> {
   const args = parse(argv, check);
   if (args.help) {
-    io.stdout.write(check ? CHECK_HELP : REPLAY_HELP);
+    io.stdout.write(check ? CHECK_HELP : REPLAY_HELP + '\n' + BATCH_HELP);
     return 0;
   }
   let size: number;
@@ -162,7 +166,7 @@ async function replayCommand(argv: string[], io: CliIo, check: boolean): Promise
   let report: ReplayReport;
   try {
     report = await replayTrace(args.file, {
-      ...(writer ? { record: (line: string) => writer.line(line) } : {}),
+      ...(writer ? { record: (line: string) => writer.line(line), afterChunk: () => writer.drained() } : {}),
       ...(bar ? { onProgress: (bytes: number) => bar.update(bytes) } : {}),
     });
   } catch (e) {

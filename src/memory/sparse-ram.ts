@@ -43,8 +43,9 @@ class Region {
   readonly end: number;
   /** Last address a 4-byte access may start at. */
   readonly lastU32: number;
-  /** Frame number of the page that holds `base`. */
+  /** Frame number of the page that holds `base`, and that page's address. */
   readonly firstPfn: number;
+  readonly pageBase: number;
   /** First level: one slot per DIR_PAGES pages, allocated on first write. */
   readonly dir: Array<Array<Page | undefined> | undefined>;
 
@@ -53,6 +54,7 @@ class Region {
     this.end = base + size;
     this.lastU32 = this.end - 4;
     this.firstPfn = Math.floor(base / PAGE_SIZE);
+    this.pageBase = this.firstPfn * PAGE_SIZE;
     const lastPfn = Math.floor((this.end - 1) / PAGE_SIZE);
     const slots = Math.floor((lastPfn - this.firstPfn) / DIR_PAGES) + 1;
     // fill() keeps the array packed (fast elements) instead of holey.
@@ -235,10 +237,13 @@ export class SparseRam implements GuestMemory {
       if (found === undefined) return this.covered(gpa, 4) ? this.readU32Slow(gpa) : -1;
       r = found;
     }
-    const off = gpa % PAGE_SIZE;
-    // Integer, 4-aligned: `off & 0xffc` equals `off` only then (fractional offsets differ).
+    // Page index and offset without Math.floor or %: a region is at most
+    // 2^44 bytes, so the quotient fits 32 bits and `>>> 0` floors it.
+    const rel = gpa - r.pageBase;
+    const idx = (rel / PAGE_SIZE) >>> 0;
+    const off = rel - idx * PAGE_SIZE;
+    // Integer and 4-aligned: `off & 0xffc` equals `off` only then (fractional offsets differ).
     if (LITTLE_ENDIAN_HOST && (off & 0xffc) === off) {
-      const idx = (Math.floor(gpa / PAGE_SIZE) - r.firstPfn) >>> 0;
       const slot = r.dir[idx >>> DIR_SHIFT];
       if (slot === undefined) return 0;
       const page = slot[idx & DIR_MASK];

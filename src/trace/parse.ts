@@ -16,6 +16,8 @@ type Json = Record<string, unknown>;
 const HEX_RE = /^0x[0-9a-fA-F]+$/;
 const DATA_RE = /^(?:[0-9a-fA-F]{2})*$/;
 const U64_LIMIT = 1n << 64n;
+/** Largest `len` of a DMA the replayer allocates for (64 MiB): a bigger one is a malformed trace, not an out-of-memory crash. */
+const MAX_DMA_LEN = 1 << 26;
 
 /** Field readers: each throws TraceFormatError naming the line and the field. */
 class Fields {
@@ -177,7 +179,7 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
       return ev;
     }
     case 'dma.read': {
-      const ev: TraceEvent = { op, line, sid: f.int('sid', 0xffffffff), ...optPasid(f), iova: f.hex('iova'), len: f.int('len', 0x7fffffff) };
+      const ev: TraceEvent = { op, line, sid: f.int('sid', 0xffffffff), ...optPasid(f), iova: f.hex('iova'), len: f.int('len', MAX_DMA_LEN) };
       if (f.has('expect')) ev.expect = f.o['expect'] === 'fault' ? 'fault' : f.dataValue(f.o['expect'], 'expect');
       return ev;
     }
@@ -246,7 +248,7 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
     case 'virtio.features':
       return { op, line, value: f.hex('value') };
     case 'virtio.request': {
-      const ev: TraceEvent = { op, line, data: f.data('data'), writable: f.int('writable', 0x7fffffff) };
+      const ev: TraceEvent = { op, line, data: f.data('data'), writable: f.int('writable', MAX_DMA_LEN) };
       if (f.has('expect')) ev.expect = f.data('expect');
       return ev;
     }
@@ -270,7 +272,7 @@ const NOTIFY_RE =
  * Matches a canonical `notify` line: groups 1..6 are id, type, iova, mask,
  * translated, perm (as text). Null for any other line.
  */
-export function matchNotify(text: string): RegExpExecArray | null {
+function matchNotify(text: string): RegExpExecArray | null {
   return text.charCodeAt(7) === 0x6e /* {"op":"n */ ? NOTIFY_RE.exec(text) : null;
 }
 

@@ -33,6 +33,8 @@ export interface ReadTraceOptions {
   onProgress?: (bytes: number, total: number | undefined) => void;
   /** Name used in error messages (default: the path when `input` is one). */
   name?: string;
+  /** Awaited after each chunk: backpressure for a consumer that writes (for example `--record`). */
+  afterChunk?: () => Promise<void> | void;
 }
 
 export interface ReadTraceResult {
@@ -118,6 +120,7 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
   let consumed = 0;
   let lastReport = 0;
   const onProgress = options.onProgress;
+  const afterChunk = options.afterChunk;
   const progress = (n: number) => {
     consumed += n;
     if (onProgress && consumed - lastReport >= HIGH_WATER_MARK) {
@@ -164,6 +167,7 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
         nl = chunk.indexOf(10, pos);
       }
       if (pos < chunk.length) carry.push(chunk.subarray(pos));
+      if (afterChunk) await afterChunk();
     }
     if (carry.length) {
       const joined = Buffer.concat(carry);

@@ -21,7 +21,7 @@ import { dmaRead, dmaWrite } from '../memory/dma';
 import { SparseRam } from '../memory/sparse-ram';
 import { modelFactory } from './models';
 import type { ModelFactory } from './models';
-import { matchNotify } from './parse';
+import { parseNotifyFast } from './parse';
 import { readTrace } from './reader';
 import type { ReadTraceOptions, TraceHandler, TraceInput } from './reader';
 import { TraceFormatError } from './types';
@@ -96,7 +96,7 @@ export interface VirtioIommuOps {
 
 const TYPE_NAME: Record<number, 'MAP' | 'UNMAP' | 'DEVIOTLB_UNMAP'> = { 1: 'UNMAP', 2: 'MAP', 4: 'DEVIOTLB_UNMAP' };
 const TWO53 = 2n ** 53n;
-/** Notifications kept per listener between two notify groups before the check gives up (memory bound). */
+/** Notifications kept per listener between two notify groups, and interrupts waiting for msi.expect (memory bound). */
 const MAX_PENDING = 1 << 16;
 
 interface Listener {
@@ -131,7 +131,7 @@ interface Run { start: bigint; end: bigint; xlat: bigint; perm: number }
  * perm), so that entries split or merged differently compare equal. Cost is
  * per entry, never per page. Entries with perm NONE are not translations.
  */
-export function toRuns(entries: readonly TraceEntry[]): Run[] {
+function toRuns(entries: readonly TraceEntry[]): Run[] {
   const sorted = entries.filter((e) => e.perm !== 0).slice().sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
   const runs: Run[] = [];
   for (const e of sorted) {
@@ -204,6 +204,8 @@ export class Replayer implements TraceHandler {
   private none = false;
   private readonly listeners = new Map<string, Listener>();
   private readonly removed = new Set<string>();
+  /** Removed listeners by id: a later notification to one is C10, which the list diagnoses from its handle. */
+  private readonly removedHandles = new Map<string, Listener>();
   private readonly handleIds = new Map<NotifierHandle, string>();
   /** model-none address spaces. */
   private readonly lists = new Map<number, NotifierList>();
@@ -261,6 +263,8 @@ export class Replayer implements TraceHandler {
         throw new TraceFormatError(1, `model ${h.model}: bad config: ${(e as Error).message}`);
       }
       this.model.events.on('msi', (msi: MsiMessage) => {
+        // Memory bound: an interrupt this far behind will not be expected any more.
+        if (this.msiQueue.length >= MAX_PENDING) this.unexpectedMsi(this.msiQueue.shift()!);
         this.msiQueue.push({ msi: { address: msi.address, data: msi.data }, line: this.line, op: this.currentOp });
         if (this.record) this.recMsis.push({ address: msi.address, data: msi.data });
       });
@@ -285,9 +289,9 @@ export class Replayer implements TraceHandler {
     if (st === undefined || type === DEV_T || n.iovaLow !== 0 || n.maskLow !== 0xfff || n.maskPfn >= 2 ** 52
       || (type === MAP_T ? n.xlLow !== 0 : !n.xlZero)) {
       // Irregular: through the parser (same result, with the full diagnosis).
-      const m = matchNotify(buf.toString('utf8', start, end));
-      if (m === null) throw new Error(`internal: notify scanner and parser disagree on line ${line}`);
-      this.applyNoneNotify(notifyFromMatch(m, line));
+      const ev = parseNotifyFast(buf.toString('utf8', start, end), line);
+      if (ev === undefined) throw new Error(`internal: notify scanner and parser disagree on line ${line}`);
+      this.applyNoneNotify(ev);
     } else {
       this.curBuf = buf;
       this.curStart = start;
@@ -340,9 +344,8 @@ export class Replayer implements TraceHandler {
 
   private currentNotify(): NotifyEvent | undefined {
     if (this.curNotify) return this.curNotify;
-    const m = this.curBuf === undefined ? null : matchNotify(this.curBuf.toString('utf8', this.curStart, this.curEnd));
-    if (m) return (this.curNotify = notifyFromMatch(m, this.line));
-    return undefined;
+    if (this.curBuf === undefined) return undefined;
+    return (this.curNotify = parseNotifyFast(this.curBuf.toString('utf8', this.curStart, this.curEnd), this.line));
   }
 
   event(ev: TraceEvent): void {
@@ -363,9 +366,7 @@ export class Replayer implements TraceHandler {
   finish(lines = this.line): ReplayReport {
     if (this.notifyRun !== undefined) this.closeNotifyRun();
     if (this.inMsiRun) this.closeMsiRun();
-    for (const q of this.msiQueue.splice(0)) {
-      this.mismatch(q.line, q.op, null, msiJson(q.msi), `the IOMMU sent an interrupt no msi.expect expected (${msiText(q.msi)})`);
-    }
+    for (const q of this.msiQueue.splice(0)) this.unexpectedMsi(q);
     return this.report(lines);
   }
 
@@ -436,8 +437,6 @@ export class Replayer implements TraceHandler {
         return this.applyModel(ev);
     }
   }
-
-  private readonly removedHandles = new Map<string, Listener>();
 
   private applyModel(ev: TraceEvent): void {
     const model = this.model;
@@ -703,9 +702,11 @@ export class Replayer implements TraceHandler {
   /** After a run of msi.expect lines, what was sent before it and not expected is a mismatch. */
   private closeMsiRun(): void {
     this.inMsiRun = false;
-    for (const q of this.msiQueue.splice(0)) {
-      this.mismatch(q.line, q.op, null, msiJson(q.msi), `the IOMMU sent an interrupt no msi.expect expected (${msiText(q.msi)})`);
-    }
+    for (const q of this.msiQueue.splice(0)) this.unexpectedMsi(q);
+  }
+
+  private unexpectedMsi(q: { msi: MsiMessage; line: number; op: TraceOp }): void {
+    this.mismatch(q.line, q.op, null, msiJson(q.msi), `the IOMMU sent an interrupt no msi.expect expected (${msiText(q.msi)})`);
   }
 
   // ---- reporting --------------------------------------------------------------
@@ -798,7 +799,6 @@ export class Replayer implements TraceHandler {
 }
 
 const MAP_T = IOMMUNotifierFlag.MAP;
-const PERM_NUM: Record<string, number> = { none: 0, r: 1, w: 2, rw: 3 };
 
 const DEV_T = IOMMUNotifierFlag.DEVIOTLB_UNMAP;
 
@@ -862,7 +862,7 @@ function scanHex(buf: Buffer, p: number, end: number): number {
 
 /**
  * The numeric fast path's reader of a `notify` line, on its UTF-8 bytes:
- * accepts exactly the lines `matchNotify` accepts (the canonical shape) and
+ * accepts exactly the lines `parseNotifyFast` accepts (the canonical shape) and
  * reads the numbers without building strings or bigints. Undefined for
  * anything else.
  */
@@ -907,12 +907,6 @@ function scanNotify(buf: Buffer, start: number, end: number): ScannedNotify | un
   return q + 2 === end && buf[q] === 0x22 && buf[q + 1] === 0x7d ? n : undefined;
 }
 
-function notifyFromMatch(m: RegExpExecArray, line: number): NotifyEvent {
-  return {
-    op: 'notify', line, id: m[1]!, type: (m[2] === 'MAP' ? 2 : m[2] === 'UNMAP' ? 1 : 4) as IOMMUEventType,
-    iova: BigInt(m[3]!), mask: BigInt(m[4]!), translated: BigInt(m[5]!), perm: PERM_NUM[m[6]!]! as IOMMUAccessFlags,
-  };
-}
 
 function msiJson(m: MsiMessage): { addr: string; data: string } {
   return { addr: hex(m.address), data: hex(m.data) };

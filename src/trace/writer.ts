@@ -159,6 +159,13 @@ export class TraceWriter {
     this.bytes = 0;
   }
 
+  /** Resolves when the output has room again (await it now and then so that memory stays bounded). */
+  drained(): Promise<void> {
+    const sink = this.sink;
+    if (!sink.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => sink.once('drain', () => resolve()));
+  }
+
   /** Flushes and closes; resolves once the file is written. */
   close(): Promise<void> {
     this.flush();

@@ -145,5 +145,5 @@ describe('bin/viommu.js', () => {
     const bad = spawnSync(process.execPath, [join(ROOT, 'bin/viommu.js'), 'replay', join(FIX, 'violation-c10.jsonl'), '--json'], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(JSON.parse(bad.stdout).violations[0].rule).toBe('C10');
-  });
+  }, 240_000);
 });

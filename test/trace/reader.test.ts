@@ -93,6 +93,7 @@ describe('trace reader', () => {
     ['{"op":"mmio.write","reg":"0x18","size":2,"value":"0x1"}', /must be 4 or 8/],
     ['{"op":"mmio.write","reg":"0x18","size":4,"value":"0x100000000"}', /does not fit 32 bits/],
     ['{"op":"dma.read","sid":"0x20","iova":"0x0","len":-1}', /field "len" must be an integer/],
+    ['{"op":"dma.read","sid":"0x20","iova":"0x0","len":4294967296}', /field "len" must be an integer in \[0, 67108864\]/],
     ['{"op":"dma.write","sid":"0x20","iova":"0x0","data":"00","expect":"maybe"}', /"ok" or "fault"/],
     ['{"op":"translate","sid":"0x20","iova":"0x0","access":"none"}', /access/],
     ['{"op":"notifier.add","id":"a","sid":"0x20","flags":["MAP","ALL"],"start":"0x0","end":"0x1"}', /unknown flag "ALL"/],

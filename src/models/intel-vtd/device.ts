@@ -24,8 +24,7 @@ import type { GuestMemory } from '../../memory/guest-memory';
 import type { VtdConfig } from './config';
 import { decodeDescriptor, parseRawDescriptor, VTD_CC_G, VTD_IOTLB_G } from './descriptors';
 import type { VtdInvDescriptor } from './descriptors';
-import { VtdIotlb } from './iotlb';
-import type { VtdIotlbTable } from './iotlb';
+import { VtdIotlb, VtdIotlbTable } from './iotlb';
 import * as R from './regs';
 import {
   isContextFault, isQualifiedFault, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
@@ -38,11 +37,26 @@ import type { VtdContext, VtdLeaf } from './translation';
  * 4 KiB pages laid out as 15 625 runs of 64 pages at scattered IOVAs needs at
  * worst one level-1, one level-2 and one level-3 table per run, each read
  * whole: 3 * 512 * 15 625 + 512 ≈ 2.4e7 entries; 2^26 ≈ 6.7e7 leaves a 2.8x
- * margin over that, while a hostile table that aliases one table at every level
- * (512^4 ≈ 6.9e10 reads at aw 48) is cut after 6.7e7 reads, well under a
- * second at a few ns per entry.
+ * margin over that, while a hostile table that aliases one table at every
+ * level (512^4 ≈ 6.9e10 reads at aw 48) is cut after 6.7e7 reads (about 2 s
+ * at ~30 ns per entry).
  */
 export const VTD_SYNC_WALK_BUDGET = 2 ** 26;
+
+/**
+ * Leaves one sync or replay may report (each becomes view work in the
+ * notifier list, far dearer than a table read). 2^21 ≈ 2.1e6 leaves: twice
+ * the 10^6-page domain the model is sized for, and 32x what a VFIO container
+ * can map at all (dma_entry_limit 65535); an aliasing table whose every
+ * level-1 slot is a valid leaf is cut there.
+ */
+export const VTD_SYNC_LEAF_BUDGET = 2 ** 21;
+
+/** Overrides of the walk budgets (tests of hostile guests use small ones). */
+export interface VtdLimits {
+  syncWalkBudget?: number;
+  syncLeafBudget?: number;
+}
 
 /** QEMU's context-cache generation wraps here and then resets every cached context. */
 const VTD_CONTEXT_CACHE_GEN_MAX = 0xffff_ffff;
@@ -56,6 +70,8 @@ const IOTLB_EVENTS = IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP;
 const VTD_INV_DESC_NONE = 0;
 const VTD_INV_DESC_WAIT = 5;
 
+/** addrMask of a leaf at level 1, 2, 3. */
+const LEVEL_MASK = [0n, 0xfffn, 0x1f_ffffn, 0x3fff_ffffn];
 const hex = (v: number | bigint): string => '0x' + v.toString(16);
 const emptyWalker: LeafWalker = () => {};
 
@@ -65,7 +81,7 @@ class VtdAddressSpace implements IOMMUAddressSpace {
   /** Context-cache entry: valid while `ctxGen` equals the device's generation. */
   ctxGen = 0;
   ctx: VtdContext | undefined;
-  readonly iotlb: VtdIotlbTable = new Map();
+  readonly iotlb = new VtdIotlbTable();
 
   constructor(
     private readonly owner: VtdDevice,
@@ -115,8 +131,13 @@ export class VtdDevice {
   private readonly leaf: VtdLeaf = { iovaPfn: 0, pages: 0, xlatPfn: 0, perm: 0, level: 0 };
   private readonly descBytes = { 16: new Uint8Array(16), 32: new Uint8Array(32) };
 
-  constructor(config: Readonly<VtdConfig>, private readonly mem: GuestMemory) {
+  private readonly walkBudget: number;
+  private readonly leafBudget: number;
+
+  constructor(config: Readonly<VtdConfig>, private readonly mem: GuestMemory, limits: VtdLimits = {}) {
     this.config = config;
+    this.walkBudget = limits.syncWalkBudget ?? VTD_SYNC_WALK_BUDGET;
+    this.leafBudget = limits.syncLeafBudget ?? VTD_SYNC_LEAF_BUDGET;
     this.cap = R.computeCap(config);
     this.ecap = R.computeEcap(config);
     this.hawMask = (1n << BigInt(config.awBits)) - 1n;
@@ -559,7 +580,7 @@ export class VtdDevice {
     const entry: IOMMUTLBEntry = {
       iova: BigInt(leaf.iovaPfn * 4096),
       translatedAddr: BigInt(leaf.xlatPfn * 4096),
-      addrMask: BigInt(leaf.pages * 4096 - 1),
+      addrMask: LEVEL_MASK[leaf.level]!,
       perm: leaf.perm as IOMMUAccessFlags,
     };
     this.iotlb.insert(as.iotlb, leaf.level, { entry, did: ctx.did, gfn: leaf.iovaPfn, pages: leaf.pages });
@@ -863,7 +884,22 @@ export class VtdDevice {
 
   private syncSpace(as: VtdAddressSpace, ctx: VtdContext, start: bigint, end: bigint): void {
     if (start > end) return;
-    this.safely(() => as.notifiers.sync(start, end, secondLevelWalker(this.mem, this.config, ctx, VTD_SYNC_WALK_BUDGET)));
+    this.safely(() => as.notifiers.sync(start, end, this.walker(ctx)));
+  }
+
+  /** The page-table walker of a context for the notifier list, within both budgets. */
+  private walker(ctx: VtdContext): LeafWalker {
+    const inner = secondLevelWalker(this.mem, this.config, ctx, this.walkBudget);
+    const leafBudget = this.leafBudget;
+    return (firstPfn, lastPfn, sink) => {
+      let leaves = 0;
+      inner(firstPfn, lastPfn, (iovaPfn, pages, xlatPfn, perm) => {
+        if (++leaves > leafBudget) {
+          throw new VtdWalkLimitError(`VT-d second-level walk of domain ${ctx.did} reported more than ${leafBudget} leaves`);
+        }
+        sink(iovaPfn, pages, xlatPfn, perm);
+      });
+    };
   }
 
   private unmapSpace(as: VtdAddressSpace): void {
@@ -905,7 +941,7 @@ export class VtdDevice {
     const handle = as.notifiers.register(notifier);
     if (notifier.flags & IOMMUNotifierFlag.MAP) {
       const ctx = this.currentContext(as);
-      const walk = ctx === undefined ? emptyWalker : secondLevelWalker(this.mem, this.config, ctx, VTD_SYNC_WALK_BUDGET);
+      const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
       this.safely(() => as.notifiers.replay(handle, walk));
     }
     return handle;

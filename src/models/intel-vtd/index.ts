@@ -17,10 +17,12 @@ import type { GuestMemory } from '../../memory/guest-memory';
 import { DEFAULT_VTD_CONFIG } from './config';
 import type { VtdConfig } from './config';
 import { VtdDevice } from './device';
+import type { VtdLimits } from './device';
 
 export { DEFAULT_VTD_CONFIG } from './config';
 export type { VtdConfig } from './config';
-export { VTD_SYNC_WALK_BUDGET } from './device';
+export { VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './device';
+export type { VtdLimits } from './device';
 
 /** An Intel VT-d IOMMU model. */
 export interface IntelVtd extends IOMMUModel {
@@ -74,8 +76,10 @@ export function validateVtdConfig(config: Partial<VtdConfig>): Readonly<VtdConfi
 
 /**
  * Creates a VT-d model over guest memory `mem` (tables, queue and DMA go
- * through it). Throws VtdConfigError for an invalid configuration.
+ * through it). Throws VtdConfigError for an invalid configuration. `limits`
+ * overrides the work bounds of notifier syncs (defaults
+ * VTD_SYNC_WALK_BUDGET table entries, VTD_SYNC_LEAF_BUDGET leaves).
  */
-export function createIntelVtd(config: Partial<VtdConfig>, mem: GuestMemory): IntelVtd {
-  return new VtdDevice(validateVtdConfig(config), mem) as IntelVtd;
+export function createIntelVtd(config: Partial<VtdConfig>, mem: GuestMemory, limits?: VtdLimits): IntelVtd {
+  return new VtdDevice(validateVtdConfig(config), mem, limits) as IntelVtd;
 }

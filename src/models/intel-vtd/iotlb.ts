@@ -24,7 +24,12 @@ export interface VtdIotlbEntry {
   readonly pages: number;
 }
 
-export type VtdIotlbTable = Map<number, VtdIotlbEntry>;
+/** One address space's entries, with a count per level so a lookup skips empty levels. */
+export class VtdIotlbTable {
+  readonly map = new Map<number, VtdIotlbEntry>();
+  /** Entries at level 1, 2, 3 (index 0 unused). */
+  readonly perLevel = [0, 0, 0, 0];
+}
 
 const PAGES_L2 = 512;
 const PAGES_L3 = 512 * 512;
@@ -39,22 +44,30 @@ export class VtdIotlb {
 
   /** The entry covering 4 KiB frame `pfn` (levels 1, 2, 3 in turn, as vtd_lookup_iotlb). */
   lookup(table: VtdIotlbTable, pfn: number): VtdIotlbEntry | undefined {
-    if (table.size === 0) return undefined;
-    return table.get(pfn * 4 + 1)
-      ?? table.get((pfn - (pfn % PAGES_L2)) * 4 + 2)
-      ?? table.get((pfn - (pfn % PAGES_L3)) * 4 + 3);
+    const n = table.perLevel;
+    let e: VtdIotlbEntry | undefined;
+    if (n[1]! > 0 && (e = table.map.get(pfn * 4 + 1)) !== undefined) return e;
+    if (n[2]! > 0 && (e = table.map.get((pfn - (pfn % PAGES_L2)) * 4 + 2)) !== undefined) return e;
+    if (n[3]! > 0) return table.map.get((pfn - (pfn % PAGES_L3)) * 4 + 3);
+    return undefined;
   }
 
   insert(table: VtdIotlbTable, level: number, e: VtdIotlbEntry): void {
     if (this.count >= VTD_IOTLB_MAX_SIZE) this.clear();
     const key = e.gfn * 4 + level;
-    if (!table.has(key)) this.count++;
-    table.set(key, e);
+    if (!table.map.has(key)) {
+      this.count++;
+      table.perLevel[level]!++;
+    }
+    table.map.set(key, e);
     this.tables.add(table);
   }
 
   clear(): void {
-    for (const t of this.tables) t.clear();
+    for (const t of this.tables) {
+      t.map.clear();
+      t.perLevel.fill(0);
+    }
     this.tables.clear();
     this.count = 0;
   }
@@ -62,21 +75,14 @@ export class VtdIotlb {
   /** Removes the entries `drop` selects (domain- and page-selective invalidation). */
   removeIf(drop: (e: VtdIotlbEntry) => boolean): void {
     for (const t of this.tables) {
-      for (const [key, e] of t) {
+      for (const [key, e] of t.map) {
         if (drop(e)) {
-          t.delete(key);
+          t.map.delete(key);
+          t.perLevel[key & 3]!--;
           this.count--;
         }
       }
-      if (t.size === 0) this.tables.delete(t);
+      if (t.map.size === 0) this.tables.delete(t);
     }
-  }
-
-  /** Forgets one address space's table (its entries leave the count). */
-  dropTable(table: VtdIotlbTable): void {
-    if (!this.tables.has(table)) return;
-    this.count -= table.size;
-    table.clear();
-    this.tables.delete(table);
   }
 }

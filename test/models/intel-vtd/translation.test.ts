@@ -146,6 +146,15 @@ describe('resolveContext: legacy context entry', () => {
     expectFault(withContext({ slptptr: 0x30_0000, fpd: true, extraLo, extraHi }), 0xb, false);
   });
 
+  it('the same entry bytes are judged against each aw-bits (bit 40: reserved at 39, address at 48)', () => {
+    const { mem, t } = setup();
+    t.root(ROOT, 0, legacyRootEntry({ ctp: CTX }));
+    t.legacyContext(CTX, 0x20, { slptptr: (1n << 40n) | 0x30_0000n });
+    expectFault(resolveContext(mem, cfg, ROOT, false, SID), 0xb);
+    expect(expectContext(resolveContext(mem, cfgOf({ awBits: 48 }), ROOT, false, SID)).slptptr).toBe(2 ** 40 + 0x30_0000);
+    expectFault(resolveContext(mem, cfg, ROOT, false, SID), 0xb);
+  });
+
   it('hi bits 6:3 (available) are not reserved', () => {
     expect(isContextFault(withContext({ slptptr: 0x30_0000, extraHi: 0x78n }))).toBe(false);
   });

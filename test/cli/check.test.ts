@@ -1,0 +1,74 @@
+/**
+ * `viommu check` (implemented in src/cli/main.ts by the trace area; these
+ * tests pin its behaviour on the fixtures): each violation with rule, line,
+ * listener and entry, a table per rule and listener, exit 0/1/2.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main';
+
+const FIX = join(__dirname, '../../fixtures');
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io = {
+    stdout: { write: (s: string) => { out += s; return true; } } as unknown as NodeJS.WritableStream,
+    stderr: { write: (s: string) => { err += s; return true; } } as unknown as NodeJS.WritableStream,
+  };
+  const code = await main(argv, io);
+  return { code, out, err };
+}
+
+describe('viommu check on the fixtures', () => {
+  test.each(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c10'])('violation-%s: the rule, line and listener the fixture names; exit 1', async (rule) => {
+    const trace = join(FIX, `none/violation-${rule}.jsonl`);
+    const lines = readFileSync(trace, 'utf8').split('\n');
+    const at = lines.findIndex((l) => l.includes(`"note":"${rule.toUpperCase()}:`));
+    const ev = JSON.parse(lines[at]!) as { op: string; id: string; type?: string; iova?: string; mask?: string };
+    const R = rule.toUpperCase();
+    const r = await cli('check', trace);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(new RegExp(`^line ${at + 1}: ${R} violation \\(listener ${ev.id}\\)`, 'm'));
+    // Exactly one violation in a one-violation fixture.
+    expect(r.out.match(/^line \d+: C\d+ violation/gm)).toHaveLength(1);
+    if (ev.op === 'notify') expect(r.out).toContain(`  event: ${ev.type} iova ${ev.iova} mask ${ev.mask}`);
+    expect(r.out).toMatch(new RegExp(`^${R} +${ev.id} +1$`, 'm'));
+  });
+
+  test('clean traces exit 0: model none and a VT-d notifier trace', async () => {
+    expect((await cli('check', join(FIX, 'none/clean.jsonl'))).code).toBe(0);
+    const vtd = await cli('check', join(FIX, 'vtd-notify/notify-aw39-9100.jsonl'));
+    expect(vtd.code).toBe(0);
+    expect(vtd.out).toMatch(/0 violations: OK/);
+  });
+
+  describe('with files', () => {
+    let dir: string;
+    beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'viommu-check-')); });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    test('a model trace with a mismatch but no violation: replay exits 1, check exits 0', async () => {
+      const lines = readFileSync(join(FIX, 'vtd-notify/notify-aw39-9100.jsonl'), 'utf8').split('\n');
+      const v = lines.findIndex((l) => l.includes('"op":"view.expect"') && !l.includes('"entries":[]'));
+      lines[v] = lines[v]!.replace(/"entries":\[.*\]/, '"entries":[]');
+      const f = join(dir, 'mismatch.jsonl');
+      writeFileSync(f, lines.join('\n'));
+      expect((await cli('replay', f)).code).toBe(1);
+      const c = await cli('check', f);
+      expect(c.code).toBe(0);
+      expect(c.out).not.toMatch(/view\.expect/);
+    });
+
+    test('a malformed trace exits 2 with the line', async () => {
+      const lines = readFileSync(join(FIX, 'none/violation-c4.jsonl'), 'utf8').split('\n');
+      lines.splice(2, 0, '{"op":"notify","id":"vfio"}');
+      const f = join(dir, 'malformed.jsonl');
+      writeFileSync(f, lines.join('\n'));
+      const r = await cli('check', f);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`${f}:3: malformed trace`);
+    });
+  });
+});
