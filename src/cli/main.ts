@@ -6,6 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { BATCH_HELP, isBatchReplay, runBatch } from './commands/batch';
+import { REPORT_HELP, runReport } from './commands/report';
 import { runImportQemuLog } from '../trace/importers/qemu-log';
 import { replayTrace } from '../trace/replay';
 import type { ReplayReport, ReplayViolation, ReplayMismatch, ReportEntry } from '../trace/replay';
@@ -26,6 +27,7 @@ Usage:
   viommu replay <trace> [--json] [--record OUT]   replay a trace and check every expectation
   viommu replay <dir | glob | trace...> [-j N]    replay many traces on worker threads
   viommu check <trace> [--json]                   check the notifier contract only
+  viommu report <trace> -o OUT.html               HTML picture of each listener's view
   viommu import qemu-log <log> [-o OUT]           convert a QEMU trace log into a trace
   viommu help [command]                           this help, or a command's
   viommu --version
@@ -89,8 +91,13 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         return 0;
       case 'help': {
         const topic = rest[0];
-        io.stdout.write(topic === 'replay' ? REPLAY_HELP + '\n' + BATCH_HELP : topic === 'check' ? CHECK_HELP : HELP);
-        return topic === undefined || topic === 'replay' || topic === 'check' || topic === 'import' ? 0 : 2;
+        io.stdout.write(
+          topic === 'replay' ? REPLAY_HELP + '\n' + BATCH_HELP
+            : topic === 'check' ? CHECK_HELP
+              : topic === 'report' ? REPORT_HELP
+                : HELP,
+        );
+        return topic === undefined || ['replay', 'check', 'import', 'report'].includes(topic) ? 0 : 2;
       }
       case 'replay':
         // Several traces, a directory, a glob or --jobs: the batch replayer (commands/batch).
@@ -100,6 +107,8 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         return await replayCommand(rest, io, true);
       case 'import':
         return await importCommand(rest, io);
+      case 'report':
+        return await runReport(rest, io);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

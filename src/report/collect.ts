@@ -43,6 +43,8 @@ export interface ListenerInfo {
   flags?: number;
   start?: bigint;
   end?: bigint;
+  /** Lines of its notifier.del events (a removed listener's view ends there; QEMU sends no UNMAP). */
+  delLines: number[];
 }
 
 export interface CollectedRun {
@@ -82,7 +84,7 @@ export async function collectRun(file: string, options: CollectOptions = {}): Pr
 
   const lane = (id: string): ListenerInfo => {
     let l = listeners.get(id);
-    if (l === undefined) listeners.set(id, (l = { id }));
+    if (l === undefined) listeners.set(id, (l = { id, delLines: [] }));
     return l;
   };
   // Violations are never crowded out by notifications: they have their own cap (the report's list).
@@ -135,6 +137,8 @@ export async function collectRun(file: string, options: CollectOptions = {}): Pr
         let s = sidListeners.get(ev.sid);
         if (s === undefined) sidListeners.set(ev.sid, (s = new Set()));
         s.add(ev.id);
+      } else if (ev.op === 'notifier.del') {
+        lane(ev.id).delLines.push(ev.line);
       } else if (ev.op === 'notify' && none) {
         notification(ev.id, { type: ev.type, entry: { iova: ev.iova, addrMask: ev.mask, translatedAddr: ev.translated, perm: ev.perm } });
       }

@@ -144,7 +144,12 @@ function panel(l: ListenerInfo, marks: readonly Mark[], maxLine: number, counts:
     const w = Math.max(1, X(e.b + 1n) - x0);
     out.push(`<rect class="live" x="${x0.toFixed(1)}" y="${e.y0.toFixed(1)}" width="${w.toFixed(1)}" height="${Math.max(1, y1 - e.y0).toFixed(1)}"/>`);
   };
+  const dels = l.delLines.slice().sort((a, b) => a - b);
+  let d = 0;
+  const closeAll = (y1: number) => { for (const e of live.splice(0)) band(e, y1); };
   for (const m of marks) {
+    // A removed listener has no view any more: its lifetimes end at the notifier.del.
+    while (d < dels.length && dels[d]! < m.line) closeAll(y(dels[d++]!));
     const s = span(m);
     if (s === undefined || violatingLines.has(`${m.listener}\n${m.line}`)) continue; // a refused event changes no view
     if (m.kind === 'map') live.push({ a: s[0], b: s[1], y0: y(m.line) });
@@ -155,7 +160,7 @@ function panel(l: ListenerInfo, marks: readonly Mark[], maxLine: number, counts:
       }
     }
   }
-  for (const e of live) band(e, TOP + plotH);
+  closeAll(d < dels.length ? y(dels[d]!) : TOP + plotH);
   // Marks.
   for (const m of marks) {
     const yy = y(m.line);

@@ -90,7 +90,7 @@ describe('viommu replay, batch', () => {
 
   test('a glob selects the traces; --json gives one object per trace', async () => {
     const s = sink();
-    const code = await runBatch([join(dir, '*.jsonl'), '--json', '-j', '2'], s.io);
+    const code = await runBatch([join(dir, '*.jsonl'), '--json', '-j', '1'], s.io);
     const objs = s.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; status: number; violations: number });
     expect(objs.map((o) => o.file)).toEqual(['clean.jsonl', 'malformed.jsonl', 'violating.jsonl'].map((f) => join(dir, f)));
     expect(objs.map((o) => o.status)).toEqual([0, 2, 1]);

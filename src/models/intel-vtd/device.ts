@@ -22,9 +22,10 @@ import { dmaRead, dmaWrite } from '../../memory/dma';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
 import type { VtdConfig } from './config';
+import type { IntelVtd } from './index';
 import { decodeDescriptor, parseRawDescriptor, VTD_CC_G, VTD_IOTLB_G } from './descriptors';
 import type { VtdInvDescriptor } from './descriptors';
-import { VtdIotlb, VtdIotlbTable } from './iotlb';
+import { VtdIotlb } from './iotlb';
 import * as R from './regs';
 import {
   isContextFault, isQualifiedFault, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
@@ -81,10 +82,11 @@ class VtdAddressSpace implements IOMMUAddressSpace {
   /** Context-cache entry: valid while `ctxGen` equals the device's generation. */
   ctxGen = 0;
   ctx: VtdContext | undefined;
-  readonly iotlb = new VtdIotlbTable();
 
   constructor(
     private readonly owner: VtdDevice,
+    /** Index of the space in the device (its IOTLB tag). */
+    readonly id: number,
     readonly sid: number,
     readonly pasid: number | undefined,
   ) {
@@ -98,7 +100,7 @@ class VtdAddressSpace implements IOMMUAddressSpace {
 }
 
 /** The VT-d device (see index.ts for the public contract). */
-export class VtdDevice {
+export class VtdDevice implements IntelVtd {
   readonly kind = 'intel-vtd';
   readonly events = new EventEmitter() as TypedEmitter<IOMMUModelEvents>;
   readonly config: Readonly<VtdConfig>;
@@ -519,6 +521,8 @@ export class VtdDevice {
   // DMA translation (vtd-facts §5)
 
   addressSpace(sid: number, pasid?: number): VtdAddressSpace {
+    // Without scalable mode requests carry no PASID (ECAP.PASID is never set): one space per sid.
+    if (!this.config.scalableMode) pasid = undefined;
     if (pasid === undefined) {
       const as = this.bySid[sid];
       if (as !== undefined) return as;
@@ -530,7 +534,7 @@ export class VtdDevice {
     const key = pasid === undefined ? sid : sid + (pasid + 1) * 0x10000;
     let as = this.byKey.get(key);
     if (as === undefined) {
-      as = new VtdAddressSpace(this, sid, pasid);
+      as = new VtdAddressSpace(this, this.spaces.length, sid, pasid);
       this.byKey.set(key, as);
       this.spaces.push(as);
       if (pasid === undefined) this.bySid[sid] = as;
@@ -539,6 +543,7 @@ export class VtdDevice {
   }
 
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
+    if (!this.config.scalableMode) pasid = undefined;
     const as = (pasid === undefined ? this.bySid[sid] : undefined) ?? this.addressSpace(sid, pasid);
     if (!this.dmarEnabled) return identity(iova);
     const n = Number(iova);
@@ -552,7 +557,7 @@ export class VtdDevice {
     // (it needs the RID_PASID); legacy: before, so a hit skips the context.
     const rid2pasid = this.rootScalable && pasid === undefined;
     if (!rid2pasid && pfn >= 0) {
-      const hit = this.iotlb.lookup(as.iotlb, pfn);
+      const hit = this.iotlb.lookup(as.id, pfn);
       if (hit !== undefined) return hit.entry;
     }
     let ctx = as.ctxGen === this.contextCacheGen ? as.ctx : undefined;
@@ -566,7 +571,7 @@ export class VtdDevice {
     // Pass-through: identity, never cached in the IOTLB (as QEMU).
     if (ctx.passThrough) return identity(iova);
     if (rid2pasid && pfn >= 0) {
-      const hit = this.iotlb.lookup(as.iotlb, pfn);
+      const hit = this.iotlb.lookup(as.id, pfn);
       if (hit !== undefined) return hit.entry;
     }
     const write = (access & IOMMUAccessFlags.WO) !== 0;
@@ -583,7 +588,7 @@ export class VtdDevice {
       addrMask: LEVEL_MASK[leaf.level]!,
       perm: leaf.perm as IOMMUAccessFlags,
     };
-    this.iotlb.insert(as.iotlb, leaf.level, { entry, did: ctx.did, gfn: leaf.iovaPfn, pages: leaf.pages });
+    this.iotlb.insert(as.id, leaf.level, entry, ctx.did, leaf.iovaPfn, leaf.pages);
     return entry;
   }
 

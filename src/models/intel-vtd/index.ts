@@ -81,5 +81,5 @@ export function validateVtdConfig(config: Partial<VtdConfig>): Readonly<VtdConfi
  * VTD_SYNC_WALK_BUDGET table entries, VTD_SYNC_LEAF_BUDGET leaves).
  */
 export function createIntelVtd(config: Partial<VtdConfig>, mem: GuestMemory, limits?: VtdLimits): IntelVtd {
-  return new VtdDevice(validateVtdConfig(config), mem, limits) as IntelVtd;
+  return new VtdDevice(validateVtdConfig(config), mem, limits);
 }

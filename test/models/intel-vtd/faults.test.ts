@@ -165,10 +165,16 @@ describe('recording rules', () => {
     expect(b.faults.map((f) => f.recorded)).toEqual([true, false]);
   });
 
-  it('clearing TE resets the next record index (one record: stays 0) and FRI', () => {
+  it('FSTS.FRI names record 0, the only one (CAP.NFR = 0), also after TE was cycled', () => {
     const b = bringUp();
     faultOf(b.vtd.translate(SID_A, 0x1000n, WO));
     expect((fsts(b) >> 8n) & 0xffn).toBe(0n);
+    b.write(REG.FRCD_HI, F, 8);
+    b.write(REG.GCMD, 0x0400_0000n);
+    b.write(REG.GCMD, 0x8400_0000n);
+    faultOf(b.vtd.translate(SID_B, 0x1000n, WO));
+    expect(fsts(b)).toBe(0x2n);
+    expect(b.read(REG.FRCD_HI, 8) & 0xffffn).toBe(BigInt(SID_B));
   });
 });
 
