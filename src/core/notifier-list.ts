@@ -75,8 +75,11 @@ export interface NotifierListOptions {
 
 /** Counters, for tests and the bench. */
 export interface NotifierListStats {
+  /** Events handed to listeners (one per notifier call). */
   delivered: number;
+  /** Violations detected (both modes; C1 refusals included). */
   violations: number;
+  /** Violations repaired (repair mode; one per notifier and offending event). */
   repairs: number;
 }
 
@@ -161,6 +164,17 @@ class LeafBuffer {
     this.qLo = lo;
     this.qHi = hi;
     this.listName = listName;
+  }
+
+  /** Drops a large buffer after a big walk: the list keeps only views in memory. */
+  release(): void {
+    this.n = 0;
+    if (this.s.length > 4096) {
+      this.s = new Float64Array(64);
+      this.p = new Float64Array(64);
+      this.x = new Float64Array(64);
+      this.perm = new Uint8Array(64);
+    }
   }
 
   private grow(): void {
@@ -279,6 +293,7 @@ export class NotifierList {
     return reg;
   }
 
+  /** dispose(): also tells the model when the union of flags changes (QEMU does on unregister). */
   private unregister(reg: Registration): void {
     if (!reg.registered) return;
     reg.registered = false;
@@ -405,6 +420,7 @@ export class NotifierList {
       this.reconcile(reg, reg.inLo, reg.inHi, buf);
     } finally {
       this.depth--;
+      buf.release();
     }
   }
 
@@ -439,8 +455,8 @@ export class NotifierList {
           while (p <= hi && reg.registered && reg.view) {
             const n = chunkPages(p, hi, -1);
             const v = reg.view;
+            // Only chunks that hold entries: an UNMAP of nothing would be noise.
             if (v.seek(p) && v.curStart <= p + n - 1) this.deliverBuilt(reg, UNMAP, p, n, 0, 0, undefined);
-            // Skip empty stretches quickly: jump to the next entry's chunk.
             p += n;
           }
         } else if (reg.flags & UNMAP) {
@@ -507,6 +523,7 @@ export class NotifierList {
         }
       } finally {
         this.depth--;
+        buf.release();
       }
     }
     this.depth++;
@@ -587,6 +604,18 @@ export class NotifierList {
     }
     const iv = Number(iova);
     const mk = Number(mask);
+    if (mk === 4095 && iv >= 0 && iv < TWO53) {
+      // 4 KiB: the common case, aligned iff iova is a whole frame.
+      const first = iv / 4096;
+      if (first === Math.floor(first)) {
+        this.pFirst = first;
+        this.pPages = 1;
+        this.pLast = first;
+        this.pXlat = type === MAP ? this.parseXlat(e.translatedAddr, 1) : 0;
+        this.pClean = this.pC2 === undefined && this.pC3 === undefined;
+        return;
+      }
+    }
     if (iv >= 0 && iv < TWO53 && mk >= 0 && mk < TWO53) {
       const first = iv / 4096;
       const pages = (mk + 1) / 4096;
@@ -604,18 +633,21 @@ export class NotifierList {
 
   /** Translated frame of a MAP (aligned to `pages`), or sets pC2. */
   private parseXlat(ta: bigint, pages: number): number {
-    if (typeof ta !== 'bigint' || ta < 0n || ta > U64_MAX) {
-      this.pC2 = `translatedAddr ${String(ta)} is not a 64-bit bigint`;
-      return 0;
+    if (typeof ta === 'bigint') {
+      const xv = Number(ta);
+      if (xv >= 0 && xv < TWO53) {
+        const x = xv / 4096;
+        // Division by a power of two is exact: floor tests alignment without fmod.
+        if (x === Math.floor(x) && (pages === 1 || Math.floor(x / pages) * pages === x)) return x;
+      } else if (ta >= 0n && ta <= U64_MAX && (ta & (BigInt(pages) * 4096n - 1n)) === 0n) {
+        return Number(ta >> 12n);
+      }
+      if (ta >= 0n && ta <= U64_MAX) {
+        this.pC2 = `translatedAddr ${hex(ta)} is not aligned to the entry size`;
+        return 0;
+      }
     }
-    const xv = Number(ta);
-    if (xv < TWO53) {
-      const x = xv / 4096;
-      if (Number.isInteger(x) && x % pages === 0) return x;
-    } else if ((ta & (BigInt(pages) * 4096n - 1n)) === 0n) {
-      return Number(ta >> 12n);
-    }
-    this.pC2 = `translatedAddr ${hex(ta)} is not aligned to the entry size`;
+    this.pC2 = `translatedAddr ${String(ta)} is not a 64-bit bigint`;
     return 0;
   }
 
@@ -684,17 +716,24 @@ export class NotifierList {
       if (this.pType === MAP) {
         if (view) {
           if (view.seek(first) && view.curStart <= last) return this.slow(reg, event);
-          view.insert(first, this.pPages, this.pXlat, this.pPerm);
+          view.insertAfterSeek(first, this.pPages, this.pXlat, this.pPerm);
         }
         this.call(reg, event);
         return undefined;
       }
       if (view) {
         // C5: every entry the UNMAP touches must lie wholly inside it.
-        for (let ok = view.seek(first); ok && view.curStart <= last; ok = view.next()) {
+        let hits = 0;
+        let ok = view.seek(first);
+        view.mark();
+        for (; ok && view.curStart <= last; ok = view.next()) {
           if (view.curStart < first || view.curEnd > last) return this.slow(reg, event);
+          hits++;
         }
-        removeRange(view, first, last);
+        if (hits === 1) {
+          view.backToMark();
+          view.removeAtCursor();
+        } else if (hits > 1) removeRange(view, first, last);
       }
       this.call(reg, event);
       return undefined;
@@ -805,6 +844,7 @@ export class NotifierList {
       }
     }
     this.stats.repairs++;
+    this.stats.violations++;
     const rule = rules[0] ?? 'C4';
     const message = `${this.name}: repaired ${rule} for notifier ${this.describe(reg)}: ${typeName(this.pType)} ${fmtEvent(ev)}: ${notes.join('; ')}`;
     const v = new ContractViolation(message, rule, reg, ev, undefined);
@@ -875,6 +915,8 @@ export class NotifierList {
     this.call(reg, out);
     if (c2 || c3) {
       this.stats.repairs++;
+      this.stats.violations++;
+    this.stats.violations++;
       const rule: ContractRule = c2 ? 'C2' : 'C3';
       const message = `${this.name}: repaired ${rule} for notifier ${this.describe(reg)}: ${what}: ${c2 ?? c3}; delivered ${fmtEvent(out)} with perm NONE`;
       this.events.emit('violation', new ContractViolation(message, rule, reg, event, undefined));
@@ -977,6 +1019,7 @@ export class NotifierList {
     if (this.strict) return this.violation(rule, message, reg, ev, conflicting);
     // Repair mode: C6 / C10 refusals of notifyOne cannot be repaired: drop.
     this.stats.repairs++;
+    this.stats.violations++;
     const v = new ContractViolation(message, rule, reg, ev, conflicting);
     this.events.emit('violation', v);
     this.events.emit('repaired', { rule, notifier: reg, original: ev, delivered: [], message: `${message}: dropped` });

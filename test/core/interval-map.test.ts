@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { IntervalMap } from '../../src/core/interval-map';
+import { IntervalMap, LEAF } from '../../src/core/interval-map';
 
 interface Ref { s: number; n: number; x: number; perm: number }
 
@@ -86,7 +86,7 @@ describe('IntervalMap', () => {
 
   it('finds an entry that starts before a leaf separator and extends past it', () => {
     const m = new IntervalMap();
-    for (let i = 0; i < 64; i++) m.insert(i, 1, 0, 1); // one full leaf
+    for (let i = 0; i < LEAF; i++) m.insert(i, 1, 0, 1); // one full leaf
     m.insert(1100, 1, 0, 1); // appended: a new leaf, separator 1100
     m.insert(1200, 1, 0, 1);
     m.remove(1100); // the separator stays 1100

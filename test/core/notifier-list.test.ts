@@ -164,6 +164,7 @@ describe('C4 invalid -> valid only', () => {
       'UNMAP 1000+fff', 'UNMAP 3000+fff', 'MAP 0+1fffff->400000/3',
     ]);
     expect(repairs.map((r) => [r.rule, r.delivered.length])).toEqual([['C4', 0], ['C4', 3]]);
+    expect(list.stats).toEqual({ delivered: 5, violations: 2, repairs: 2 });
     expect(list.view(h)).toEqual([entry(0n, 0x400000n, MiB2, 3)]);
   });
 });
@@ -340,6 +341,24 @@ describe('C10 and listener errors', () => {
     list.notify(map(0x2000n, 0x2000n));
     expect(log.map((g) => g.id)).toEqual([late!.id]);
     expect(caught(() => list.notifyOne(b!, map(0x3000n, 0n))).rule).toBe('C10');
+  });
+  it('a listener that notifies from its callback does not disturb the event in flight', () => {
+    const list = new NotifierList();
+    const log: Got[] = [];
+    let nested = false;
+    list.register(recorder(log, F.ALL, 0n, U64_MAX, {
+      notify: () => {
+        if (!nested) {
+          nested = true;
+          list.notify(map(0x9000n, 0x3000n, KiB4, 1));
+        }
+      },
+    }));
+    const b = list.register(recorder(log));
+    list.notify(map(0x1000n, 0x2000n));
+    // b got the nested event first (delivered during a's callback), then the outer one intact.
+    expect(log.map(short)).toEqual(['MAP 9000+fff->3000/1', 'MAP 1000+fff->2000/3']);
+    expect(list.view(b)).toHaveLength(2);
   });
   it('a throwing listener does not stop the others; its view is still updated', () => {
     const list = new NotifierList();

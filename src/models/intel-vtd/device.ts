@@ -65,6 +65,8 @@ const VTD_CONTEXT_CACHE_GEN_MAX = 0xffff_ffff;
 const VTD_INTERRUPT_ADDR_FIRST = 0xfee0_0000;
 const VTD_INTERRUPT_ADDR_LAST = 0xfeef_ffff;
 const PCI_NO_PASID_PV = 0xffff;
+/** Fault reason 0x58: QEMU 7.2's catch-all for PASID directory / entry problems. */
+const VTD_FR_PASID_TABLE_INV = 0x58;
 const TWO_POW_53 = 2 ** 53;
 const IOTLB_EVENTS = IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP;
 /** Descriptor type recorded as the last processed one when a read fails (VTD_INV_DESC_NONE). */
@@ -73,6 +75,8 @@ const VTD_INV_DESC_WAIT = 5;
 
 /** addrMask of a leaf at level 1, 2, 3. */
 const LEVEL_MASK = [0n, 0xfffn, 0x1f_ffffn, 0x3fff_ffffn];
+/** ~addrMask of a leaf at level 1, 2, 3, within 64 bits. */
+const LEVEL_BASE = LEVEL_MASK.map((m) => 0xffff_ffff_ffff_ffffn ^ m);
 const hex = (v: number | bigint): string => '0x' + v.toString(16);
 const emptyWalker: LeafWalker = () => {};
 
@@ -177,7 +181,7 @@ export class VtdDevice implements IntelVtd {
     r.defineLong(R.DMAR_IEDATA_REG, 0, 0xffff_ffff, 0);
     r.defineLong(R.DMAR_IEADDR_REG, 0, 0xffff_fffc, 0);
     r.defineLong(R.DMAR_IEUADDR_REG, 0, 0, 0);
-    // IQERCD (spec 11.4.7.? ): QEMU does not implement it; it reads 0.
+    // IQERCD (invalidation queue error record): QEMU 7.2 does not implement it; it reads 0 and IQE carries no error info.
     r.defineQuad(R.DMAR_IQERCD_REG, 0n, 0n, 0n);
     r.defineQuad(R.DMAR_IOTLB_REG, 0n, 0xb003_ffff_0000_0000n, 0n);
     r.defineQuad(R.DMAR_IVA_REG, 0n, 0xffff_ffff_ffff_f07fn, 0n);
@@ -248,6 +252,7 @@ export class VtdDevice implements IntelVtd {
     if (size === 8 && VtdDevice.LONG_ONLY.has(offset)) {
       // Divergence: QEMU 7.2 aborts (assert) on an 8-byte write to these
       // registers; we take it as two 4-byte writes, low half first.
+      this.guestError(`8-byte write to the 32-bit register at ${hex(offset)} taken as two 4-byte writes (QEMU 7.2 would abort)`);
       this.dispatchWrite(offset, 4, value & 0xffff_ffffn);
       this.dispatchWrite(offset + 4, 4, value >> 32n);
       return;
@@ -500,7 +505,8 @@ export class VtdDevice implements IntelVtd {
   /**
    * A failed translation: recorded unless suppressed, then the `fault` event.
    * The PASID fields of the record are as QEMU 7.2 fills them (findings "Fault
-   * recording"): context-level faults carry PP=0, PV=0; walk faults without a
+   * recording", and the reference captures fault-context-*.jsonl and
+   * sm-faults.jsonl): context-level faults carry PP=0, PV=0; walk faults without a
    * PASID (legacy) carry PCI_NO_PASID, PP=0, PV=0xffff; walk faults of a
    * scalable-mode context carry PP=1 and the PASID walked (the RID_PASID).
    */
@@ -561,6 +567,15 @@ export class VtdDevice implements IntelVtd {
       if (hit !== undefined) return hit.entry;
     }
     let ctx = as.ctxGen === this.contextCacheGen ? as.ctx : undefined;
+    if (ctx !== undefined && this.rootScalable) {
+      // QEMU 7.2 caches only the scalable-mode context entry: the PASID
+      // directory and entry (FPD, PGTT, AW, SLPTPTR, DID) are read again on
+      // every translation that reaches this point. Root and context faults
+      // cannot happen on that path (the cached entry stands); PASID ones can.
+      const fresh = resolveContext(this.mem, this.config, this.root, this.rootScalable, sid, pasid);
+      if (!isContextFault(fresh)) ctx = fresh;
+      else if (fresh.reason === VTD_FR_PASID_TABLE_INV) return this.fault(sid, iova, access, fresh.reason, fresh.suppressed, false, 0);
+    }
     if (ctx === undefined) {
       const res = resolveContext(this.mem, this.config, this.root, this.rootScalable, sid, pasid);
       if (isContextFault(res)) return this.fault(sid, iova, access, res.reason, res.suppressed, false, 0);
@@ -582,9 +597,12 @@ export class VtdDevice implements IntelVtd {
         sid, iova, access, reason, ctx.fpd && isQualifiedFault(reason),
         ctx.pasid !== undefined, ctx.pasid === undefined ? PCI_NO_PASID_PV : ctx.pasid,
       );
+    // Bigints built the cheap way (measured): a bigint AND with a constant for
+    // the IOVA, and BigInt() of a small integer for the address.
+    const x = leaf.xlatPfn * 4096;
     const entry: IOMMUTLBEntry = {
-      iova: BigInt(leaf.iovaPfn * 4096),
-      translatedAddr: BigInt(leaf.xlatPfn * 4096),
+      iova: pfn >= 0 ? iova & LEVEL_BASE[leaf.level]! : BigInt(leaf.iovaPfn) << 12n,
+      translatedAddr: x < 0x4000_0000 ? BigInt(x) : BigInt(leaf.xlatPfn) << 12n,
       addrMask: LEVEL_MASK[leaf.level]!,
       perm: leaf.perm as IOMMUAccessFlags,
     };
