@@ -17,3 +17,5 @@ export { Replayer, replayTrace } from './replay';
 export type { ReplayReport, ReplayMismatch, ReplayViolation, ReplayOptions, ReportEntry, VirtioIommuOps } from './replay';
 export { registerModel, modelFactory, modelNames } from './models';
 export type { ModelFactory } from './models';
+export { TraceRecorder } from './recorder';
+export type { TraceRecorderOptions, TraceRecorderStats, RecordedNotifierHandle, RecordingAddressSpace } from './recorder';

@@ -1,0 +1,14 @@
+/**
+ * viommu: an emulated guest IOMMU (Intel VT-d first, as QEMU 7.2's
+ * intel-iommu behaves) with a notifier list that enforces the IOMMU notifier
+ * contract. This module only re-exports the public surface:
+ * - the core contract types and `NotifierList` (src/core),
+ * - guest memory (`GuestMemory`, `SparseRam`, page-by-page DMA helpers),
+ * - the Intel VT-d model (`createIntelVtd`).
+ * Traces are `viommu/trace`, listeners `viommu/listeners`, the conformance
+ * kit `viommu/conformance`.
+ */
+export * from './core';
+export * from './memory';
+export { createIntelVtd, validateVtdConfig, VtdConfigError, DEFAULT_VTD_CONFIG, VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './models/intel-vtd';
+export type { IntelVtd, VtdConfig, VtdLimits } from './models/intel-vtd';
