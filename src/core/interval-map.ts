@@ -24,8 +24,8 @@ export const LEAF = 16;
 /** Children per inner node before it splits. */
 const FANOUT = 64;
 
-/** 2^order for order 0..52 (entry sizes in frames). */
-const POW2: Float64Array = (() => {
+/** 2^order for order 0..63 (entry sizes in frames: `POW2[meta >> 2]`). */
+export const POW2: Float64Array = (() => {
   const t = new Float64Array(64);
   for (let i = 0; i < 64; i++) t[i] = 2 ** i;
   return t;
@@ -47,6 +47,11 @@ interface Inner {
 export class IntervalMap {
   /** Number of entries. */
   size = 0;
+  /**
+   * Bumped by every update (insert, remove, clear): a reader holding raw
+   * positions (the sync merge) knows they are stale when it changed.
+   */
+  version = 0;
 
   // Leaf pool: leaf l owns slots [l * LEAF, (l + 1) * LEAF).
   private starts: Float64Array;
@@ -92,6 +97,7 @@ export class IntervalMap {
 
   /** Drops every entry. */
   clear(): void {
+    this.version++;
     this.seekLeaf = -1;
     this.size = 0;
     this.leafTop = 0;
@@ -180,6 +186,7 @@ export class IntervalMap {
   /** Removes the entry under the cursor; the cursor becomes invalid (seek again). */
   removeAtCursor(): void {
     if (this.cl < 0) throw new Error('IntervalMap: cursor is not on an entry');
+    this.version++;
     this.seekLeaf = -1;
     const lf = this.cl;
     const base = lf * LEAF;
@@ -210,6 +217,7 @@ export class IntervalMap {
    * a power of two.
    */
   insert(start: number, pages: number, xlat: number, perm: number): void {
+    this.version++;
     this.seekLeaf = -1;
     const meta = (orderOf(pages) << 2) | (perm & 3);
     const lf = this.descend(start);
@@ -262,6 +270,7 @@ export class IntervalMap {
       return;
     }
     this.putAt(lf, n, this.seekPos, start, xlat, (orderOf(pages) << 2) | (perm & 3));
+    this.version++;
     this.size++;
     this.cl = -1;
     this.seekLeaf = -1;
@@ -288,6 +297,36 @@ export class IntervalMap {
   /** Calls fn for each entry in ascending order. Do not modify the map meanwhile. */
   forEach(fn: (start: number, pages: number, xlat: number, perm: number) => void): void {
     for (let ok = this.first(); ok; ok = this.next()) fn(this.curStart, this.curPages, this.curXlat, this.curPerm);
+  }
+
+  // ---- raw access (the sync merge reads leaves without a call per entry) ----
+  // Valid until the next update (see `version`). Leaf l's entries are the
+  // slots [l * LEAF, l * LEAF + rawCounts[l]), in ascending start order;
+  // rawNexts[l] is the next leaf (-1 after the last).
+
+  /** Leaf of the cursor (-1: not on an entry). */
+  get cursorLeaf(): number {
+    return this.cl;
+  }
+  /** Index of the cursor in its leaf. */
+  get cursorIndex(): number {
+    return this.ci;
+  }
+  get rawStarts(): Float64Array {
+    return this.starts;
+  }
+  get rawXlats(): Float64Array {
+    return this.xlats;
+  }
+  /** `order << 2 | perm` per slot. */
+  get rawMetas(): Uint8Array {
+    return this.metas;
+  }
+  get rawCounts(): Uint8Array {
+    return this.counts;
+  }
+  get rawNexts(): Int32Array {
+    return this.nexts;
   }
 
   /** Approximate bytes held (typed-array pool + inner nodes), for the bench. */

@@ -31,6 +31,24 @@ const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
 /** Shared zero page: reads of an unwritten page come from here, and never allocate. */
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+/** The zero page as words, for `pageWords` of an unwritten page (never written through). */
+const ZERO_WORDS = new Uint32Array(ZERO_PAGE.buffer);
+
+/**
+ * An optional capability of a GuestMemory: the little-endian u32 words of a
+ * whole 4 KiB page, so a page-table walker reads a table through one array
+ * instead of one call per word. Walkers feature-detect it (`'pageWords' in
+ * mem`) and keep the generic `readU32` path for memories without it.
+ */
+export interface PageWordsSource {
+  /**
+   * The 1024 words of the 4 KiB page holding `gpa`, word i at byte offset 4i:
+   * a live view (later writes show through) that the caller must only read.
+   * Undefined when the page is not wholly RAM of one region, or when the
+   * host is big-endian; the caller then reads word by word.
+   */
+  pageWords(gpa: number): Uint32Array | undefined;
+}
 
 interface Page {
   bytes: Uint8Array;
@@ -112,7 +130,7 @@ function hex(n: number): string {
  * through a Uint32Array view of the page (the host is little-endian, as the
  * guest is; on a big-endian host every access assembles bytes instead).
  */
-export class SparseRam implements GuestMemory {
+export class SparseRam implements GuestMemory, PageWordsSource {
   private readonly regions: Region[];
   private last: Region;
   private pages = 0;
@@ -251,6 +269,23 @@ export class SparseRam implements GuestMemory {
     }
     if (!Number.isInteger(gpa)) return -1;
     return this.readU32Slow(gpa);
+  }
+
+  pageWords(gpa: number): Uint32Array | undefined {
+    let r = this.last;
+    if (!(gpa >= r.base && gpa < r.end)) {
+      const found = this.regionOf(gpa, 1);
+      if (found === undefined) return undefined;
+      r = found;
+    }
+    // Page index as in readU32; the page must lie wholly inside the region.
+    const idx = ((gpa - r.pageBase) / PAGE_SIZE) >>> 0;
+    const start = r.pageBase + idx * PAGE_SIZE;
+    if (!LITTLE_ENDIAN_HOST || start < r.base || start + PAGE_SIZE > r.end) return undefined;
+    const slot = r.dir[idx >>> DIR_SHIFT];
+    if (slot === undefined) return ZERO_WORDS;
+    const page = slot[idx & DIR_MASK];
+    return page === undefined ? ZERO_WORDS : page.words;
   }
 
   /** Byte assembly for unaligned or page-straddling words (the range is known to be RAM). */

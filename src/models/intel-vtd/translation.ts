@@ -14,6 +14,7 @@
  * 0x87 interrupt range (scalable).
  */
 import type { GuestMemory } from '../../memory/guest-memory';
+import type { PageWordsSource } from '../../memory/sparse-ram';
 import type { LeafSink, LeafWalker } from '../../core/leaf';
 import type { VtdConfig } from './config';
 import {
@@ -358,6 +359,11 @@ function masksFor(cfg: VtdConfig): ReservedMasks {
   return m;
 }
 
+/** The page-words capability of `mem` (SparseRam has it), or undefined: walkers then read word by word. */
+function pageWordsOf(mem: GuestMemory): PageWordsSource | undefined {
+  return typeof (mem as Partial<PageWordsSource>).pageWords === 'function' ? (mem as GuestMemory & PageWordsSource) : undefined;
+}
+
 /**
  * Translates one IOVA (as a page frame number) through the second-level
  * tables of `ctx` for an access (`write` true for a write, false for a read;
@@ -395,14 +401,25 @@ export function walkSecondLevel(
   // (the level-4 index, < 512 after the limit check) and bits 26:0.
   const pfnHi = Math.floor(iovaPfn * PFN_HI_SCALE);
   const pfnLo = iovaPfn - pfnHi * PFN_HI_UNIT;
+  // One page lookup per level instead of two word reads, when the memory can
+  // (tables below the top one are 4 KiB aligned by construction).
+  const pw = ctx.slptptr % 4096 === 0 ? pageWordsOf(mem) : undefined;
   let table = ctx.slptptr;
   let level: number = levels;
   let perm = 3;
   for (;;) {
     const idx = level === 1 ? pfnLo & 511 : level === 2 ? (pfnLo >>> 9) & 511 : level === 3 ? pfnLo >>> 18 : pfnHi;
-    const gpa = table + idx * 8;
-    const lo = mem.readU32(gpa);
-    const hi = lo < 0 ? -1 : mem.readU32(gpa + 4);
+    let lo: number;
+    let hi: number;
+    const words = pw === undefined ? undefined : pw.pageWords(table);
+    if (words !== undefined) {
+      lo = words[idx * 2]!;
+      hi = words[idx * 2 + 1]!;
+    } else {
+      const gpa = table + idx * 8;
+      lo = mem.readU32(gpa);
+      hi = lo < 0 ? -1 : mem.readU32(gpa + 4);
+    }
     // `(lo & hi) === -1`: the entry reads as all ones, QEMU's read-error marker.
     if (hi < 0 || (lo & hi) === -1) {
       return level === levels ? VtdFaultReason.CONTEXT_ENTRY_INV : VtdFaultReason.PAGING_ENTRY_INV;
@@ -446,53 +463,98 @@ export interface VtdLeafWalker extends LeafWalker {
  * A LeafWalker over the second-level tables of `ctx`, for the notifier sync:
  * reports every valid leaf intersecting the range, whole, in order; skips
  * unreadable and reserved entries silently (as QEMU's vtd_page_walk does);
- * clips to 2^min(AGAW, awBits). Visits at most `budget` entries and then
- * throws `VtdWalkLimitError` (a hostile guest's tables that alias one table
- * everywhere must not hang the host).
+ * clips to 2^min(AGAW, awBits). Reads at most `budget` table entries per
+ * call: a table whose slots in range would pass it throws `VtdWalkLimitError`
+ * before it is read (a hostile guest's tables that alias one table everywhere
+ * must not hang the host).
  *
  * As QEMU 7.2 `vtd_page_walk_level`: an entry is valid when R or W survives
  * the AND with its parents; valid non-leaf entries are descended into (depth
  * is bounded by the level count, so a table pointing at itself cannot loop);
  * leaves report the ANDed permission. Walks `ctx.slptptr` even for a
  * pass-through context, as QEMU does. The budget applies to each call; cost
- * is the number of entries in the range's slots, and a slot whose low word
- * has no R/W under the parents' permission costs one u32 read.
+ * is the number of entries in the range's slots of every table descended
+ * into, whatever they hold.
+ *
+ * Hot path (a domain sync scans millions of mostly empty slots): with a
+ * memory that has `pageWords` (SparseRam), each table is scanned through one
+ * word array of its page, testing the low word of each slot against the
+ * parents' R|W; other memories fill a per-level scratch copy of the slots in
+ * range first (the low word, and the high word only of a slot that passes).
  */
 export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext, budget: number): VtdLeafWalker {
   const m = masksFor(cfg);
   const limitPfn = ctx.levels === 4 ? m.limit4 : m.limit3;
+  const hawHi = m.hawHi;
+  const pw = pageWordsOf(mem);
+  /** Scratch copies of one table per level, for memories without pageWords or a misaligned top table. */
+  const scratch: Array<Uint32Array | undefined> = [undefined, undefined, undefined, undefined, undefined];
   let visited = 0;
+
+  /** The slots [iFirst, iLast] of the table at `table` as words (slot i at 2i, 2i + 1); unreadable slots read as not present. */
+  const tableWords = (table: number, level: number, iFirst: number, iLast: number, perm: number): Uint32Array => {
+    if (pw !== undefined && table % 4096 === 0) {
+      const words = pw.pageWords(table);
+      if (words !== undefined) return words;
+    }
+    let words = scratch[level];
+    if (words === undefined) {
+      words = new Uint32Array(1024);
+      scratch[level] = words;
+    }
+    for (let i = iFirst; i <= iLast; i++) {
+      const gpa = table + i * 8;
+      let lo = mem.readU32(gpa);
+      let hi = 0;
+      if (lo < 0) lo = 0;
+      else if ((lo & perm) !== 0) {
+        hi = mem.readU32(gpa + 4);
+        if (hi < 0) lo = hi = 0;
+      }
+      words[i * 2] = lo;
+      words[i * 2 + 1] = hi;
+    }
+    return words;
+  };
 
   const walkTable = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
     const span = LEVEL_PAGES[level]!;
+    const iFirst = Math.floor((first - base) / span);
     const iLast = Math.floor((last - base) / span);
-    for (let i = Math.floor((first - base) / span); i <= iLast; i++) {
-      if (++visited > budget) {
-        throw new VtdWalkLimitError(
-          `VT-d second-level walk of domain ${ctx.did} (SLPTPTR 0x${ctx.slptptr.toString(16)}) read more than ${budget} table entries`,
-        );
-      }
-      const gpa = table + i * 8;
-      const lo = mem.readU32(gpa);
-      // Unreadable, or not present under the parents' permission: nothing to report below.
-      if (lo < 0 || (lo & perm) === 0) continue;
-      const hi = mem.readU32(gpa + 4);
-      if (hi < 0 || (lo & hi) === -1) continue;
+    visited += iLast - iFirst + 1;
+    if (visited > budget) {
+      throw new VtdWalkLimitError(
+        `VT-d second-level walk of domain ${ctx.did} (SLPTPTR 0x${ctx.slptptr.toString(16)}) read more than ${budget} table entries`,
+      );
+    }
+    const words = tableWords(table, level, iFirst, iLast, perm);
+    // Reserved-bit masks of this level, hoisted out of the scan.
+    const rsvdLo = m.lo[level]!;
+    const rsvdHi = m.hi[level]!;
+    const largeLo = m.largeLo[level]!;
+    const largeHi = m.largeHi[level]!;
+    const psLeaf = level === 2 || level === 3;
+    for (let i = iFirst; i <= iLast; i++) {
+      const lo = words[i * 2]!;
+      // Not present under the parents' permission: nothing to report below.
+      if ((lo & perm) === 0) continue;
+      const hi = words[i * 2 + 1]!;
+      if ((lo & hi) === -1) continue;
       let leaf = level === 1;
-      if ((level === 2 || level === 3) && (lo & 0x80) !== 0) {
-        if (((lo & m.largeLo[level]!) | (hi & m.largeHi[level]!)) !== 0) continue;
+      if (psLeaf && (lo & 0x80) !== 0) {
+        if (((lo & largeLo) | (hi & largeHi)) !== 0) continue;
         leaf = true;
-      } else if (((lo & m.lo[level]!) | (hi & m.hi[level]!)) !== 0) {
+      } else if (((lo & rsvdLo) | (hi & rsvdHi)) !== 0) {
         continue;
       }
       const p = perm & lo & 3;
       const entryBase = base + i * span;
       if (leaf) {
-        sink(entryBase, span, (hi & m.hawHi) * TWO_POW_20 + (lo >>> 12), p);
+        sink(entryBase, span, (hi & hawHi) * TWO_POW_20 + (lo >>> 12), p);
       } else {
         const entryLast = entryBase + span - 1;
         walkTable(
-          (hi & m.hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0),
+          (hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0),
           level - 1,
           entryBase,
           first > entryBase ? first : entryBase,
