@@ -86,6 +86,16 @@ describe('replay engine: expectations', () => {
     ]);
   });
 
+  test('translate expect: the translated address of the byte itself states the same translation', async () => {
+    const r = await run([
+      MAP(0x10, 0x40, 1),
+      '{"op":"translate","sid":"0x20","iova":"0x10123","access":"r","expect":{"translated":"0x40123","mask":"0xfff","perm":"r"}}',
+      '{"op":"translate","sid":"0x20","iova":"0x10123","access":"r","expect":{"translated":"0x40124","mask":"0xfff","perm":"r"}}',
+      '{"op":"translate","sid":"0x20","iova":"0x10123","access":"r","expect":{"translated":"0x41000","mask":"0xfff","perm":"r"}}',
+    ]);
+    expect(r.mismatches.map((m) => m.line)).toEqual([4, 5]);
+  });
+
   describe('msi.expect', () => {
     test('interrupts expected in order match', async () => {
       expect((await run([MSI(1), MSI(2), MSIX(1), MSIX(2), MSI(3), MSIX(3)])).ok).toBe(true);
