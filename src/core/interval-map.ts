@@ -7,9 +7,11 @@
  * and an object per entry costs 50-100 bytes plus GC pressure. This is a
  * B+tree whose leaves live in a pool of typed arrays (start frame and
  * translated frame as float64, size order and perm packed in one byte): 17
- * bytes per slot (about 20 bytes per entry in practice). Leaves split in half, except an insert at the end of a full
- * leaf, which opens a new leaf for it alone, so ascending inserts (the common
- * case: a page walk) fill leaves completely. A leaf is merged into its
+ * bytes per slot (about 20 bytes per entry in practice). Leaves split in
+ * half, except an insert after the last entry of the map, which opens a new
+ * leaf for it alone, so ascending inserts (the common case: a replay) fill
+ * leaves completely; an insert just after a full leaf goes to the front of
+ * the next leaf when that has room. A leaf is merged into its
  * neighbour when both fit in one, so deletions do not leave the pool sparse.
  *
  * Cost: O(log n) for insert, remove and seek; O(1) per step of ordered
@@ -21,8 +23,12 @@
  * (measured: 16 beats 32 and 64 on MAP/UNMAP pairs over a 10^5-entry view).
  */
 export const LEAF = 16;
-/** Children per inner node before it splits. */
-const FANOUT = 64;
+/**
+ * Children per inner node before it splits. With the branch-free in-node
+ * search a wider node is nearly free, and 128 keeps a 10^5-entry view at two
+ * inner levels (measured: seek ~5% faster than 64; 256 no better).
+ */
+const FANOUT = 128;
 
 /** 2^order for order 0..63 (entry sizes in frames: `POW2[meta >> 2]`). */
 export const POW2: Float64Array = (() => {
@@ -230,8 +236,21 @@ export class IntervalMap {
       this.putAt(lf, n, pos, start, xlat, meta);
       return;
     }
-    // Full leaf: split. Appending at its end opens a leaf for the new entry
-    // alone, so ascending inserts fill leaves completely.
+    if (pos === LEAF) {
+      // After the last entry of a full leaf: when the next leaf has room, the
+      // entry goes to its front (a MAP/UNMAP pair there would otherwise open
+      // and drop a leaf, with inner-node splices, every time).
+      const nx = this.nexts[lf]!;
+      if (nx >= 0 && this.counts[nx]! < LEAF && this.lowerSeparator(start)) {
+        this.putAt(nx, this.counts[nx]!, 0, start, xlat, meta);
+        return;
+      }
+    }
+    // Full leaf: split. Appending after the last entry of the map opens a
+    // leaf for the new entry alone, so ascending inserts (a replay) fill
+    // leaves completely; elsewhere it splits in half, so a MAP/UNMAP pair
+    // next to a full leaf does not open and drop a leaf every time.
+    const alone = pos === LEAF && this.nexts[lf]! < 0;
     const nl = this.allocLeaf();
     const nb = nl * LEAF;
     const ob = lf * LEAF; // the pool may have grown: recompute
@@ -240,7 +259,7 @@ export class IntervalMap {
     this.prevs[nl] = lf;
     if (nx >= 0) this.prevs[nx] = nl;
     this.nexts[lf] = nl;
-    if (pos === LEAF) {
+    if (alone) {
       this.starts[nb] = start;
       this.xlats[nb] = xlat;
       this.metas[nb] = meta;
@@ -384,6 +403,24 @@ export class IntervalMap {
     return node as number;
   }
 
+  /**
+   * After descend(key) reached the leaf before the one `key` should now
+   * start: lowers the separator between the two (held by their deepest
+   * common ancestor) to `key`. Keys stay valid: `key` is above every start of
+   * the left leaf and below every start of the right one.
+   */
+  private lowerSeparator(key: number): boolean {
+    for (let d = this.height - 1; d >= 0; d--) {
+      const node = this.pathN[d]!;
+      const at = this.pathI[d]! + 1;
+      if (at < node.kids.length) {
+        node.keys[at] = key;
+        return true;
+      }
+    }
+    return false;
+  }
+
   private putAt(lf: number, n: number, pos: number, start: number, xlat: number, meta: number): void {
     const base = lf * LEAF;
     const starts = this.starts;
@@ -514,15 +551,23 @@ export class IntervalMap {
   }
 }
 
-/** Largest i with keys[i] <= key (keys[0] is -Infinity). */
+/**
+ * Largest i with keys[i] <= key (keys[0] is -Infinity). Branch-free: a
+ * random lookup mispredicts half the branches of a classic binary search;
+ * adding `(keys[m] <= key) * half` (a boolean is 0 or 1) compiles to a
+ * compare and a multiply (measured, with FANOUT 128: random seek at 10^5
+ * entries 147 -> 108 ns). Leaves keep a classic search: 16 slots, an
+ * end-of-leaf fast path, and neighbouring lookups predict well there.
+ */
 function floorKey(keys: number[], key: number): number {
-  let lo = 1;
-  let hi = keys.length - 1;
-  if (keys[hi]! <= key) return hi;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (keys[mid]! <= key) lo = mid + 1;
-    else hi = mid - 1;
+  let n = keys.length;
+  // Ascending inserts (a replay) land after the last key: no search.
+  if (keys[n - 1]! <= key) return n - 1;
+  let i = 0;
+  while (n > 1) {
+    const half = n >>> 1;
+    i += ((keys[i + half]! <= key) as unknown as number) * half;
+    n -= half;
   }
-  return hi;
+  return i;
 }

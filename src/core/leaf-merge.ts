@@ -176,6 +176,8 @@ const EMPTY_I32 = new Int32Array(0);
  * frame, for widening a sync to whole leaves).
  */
 export class LeafMerger {
+  /** Between the start of a walk and `end()`: a nested sync needs its own merger. */
+  busy = false;
   /** The merges of this walk (empty: probe mode). */
   merges: ViewMerge[] = [];
   private nMerges = 0;
@@ -232,6 +234,7 @@ export class LeafMerger {
 
   /** Ends a walk: lets go of the views and of large scripts. */
   end(): void {
+    this.busy = false;
     for (let i = 0; i < this.nMerges; i++) this.merges[i]!.release();
     this.nMerges = 0;
     this.only = null;

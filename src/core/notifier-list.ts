@@ -4,11 +4,13 @@ import { IOMMUNotifierFlag, flagsToString } from './tlb-entry';
 import type { IOMMUTLBEntry, IOMMUTLBEvent, IOMMUEventType } from './tlb-entry';
 import { ContractViolation } from './errors';
 import type { ContractRule } from './errors';
-import type { LeafSink, LeafWalker } from './leaf';
+import type { LeafWalker } from './leaf';
 import type { IOMMUAccessFlags } from './access';
 import { permToString } from './access';
 import { IntervalMap } from './interval-map';
-import { floorPow2, isPow2, lowBit } from './pow2';
+import { LeafMerger, OP_MAP, chunkPages } from './leaf-merge';
+import type { ViewMerge } from './leaf-merge';
+import { isPow2 } from './pow2';
 
 /**
  * A listener's registration (QEMU `IOMMUNotifier`): which event types it
@@ -121,74 +123,6 @@ class Registration implements NotifierHandle {
   }
 }
 
-/** Collects walker leaves (frames) for a sync or replay, validating what the walker says. */
-class LeafBuffer {
-  n = 0;
-  s = new Float64Array(64);
-  p = new Float64Array(64);
-  x = new Float64Array(64);
-  perm = new Uint8Array(64);
-  /** Last frame of the previous leaf, for the ordering check. */
-  private prevEnd = -1;
-  private qLo = 0;
-  private qHi = 0;
-  private listName = '';
-
-  readonly sink: LeafSink = (iovaPfn, pages, xlatPfn, perm) => {
-    if (
-      !Number.isInteger(iovaPfn) || iovaPfn < 0 || !isPow2(pages) || iovaPfn % pages !== 0 || iovaPfn + pages > PFN_LIMIT ||
-      !Number.isInteger(xlatPfn) || xlatPfn < 0 || xlatPfn % pages !== 0 || xlatPfn + pages > PFN_LIMIT ||
-      (perm !== 1 && perm !== 2 && perm !== 3)
-    ) {
-      throw new Error(`${this.listName}: page walker reported a misshapen leaf (iovaPfn ${iovaPfn}, pages ${pages}, xlatPfn ${xlatPfn}, perm ${perm}); leaves are aligned power-of-two frame ranges with perm r, w or rw`);
-    }
-    if (iovaPfn <= this.prevEnd) {
-      throw new Error(`${this.listName}: page walker reported leaf at frame 0x${iovaPfn.toString(16)} out of order or overlapping the previous one`);
-    }
-    if (iovaPfn > this.qHi || iovaPfn + pages - 1 < this.qLo) {
-      throw new Error(`${this.listName}: page walker reported leaf at frame 0x${iovaPfn.toString(16)} outside the walked frames [0x${this.qLo.toString(16)}, 0x${this.qHi.toString(16)}]`);
-    }
-    this.prevEnd = iovaPfn + pages - 1;
-    if (this.n === this.s.length) this.grow();
-    const i = this.n++;
-    this.s[i] = iovaPfn;
-    this.p[i] = pages;
-    this.x[i] = xlatPfn;
-    this.perm[i] = perm;
-  };
-
-  /** Empties the buffer before walking frames [lo, hi]. */
-  reset(lo: number, hi: number, listName: string): void {
-    this.n = 0;
-    this.prevEnd = -1;
-    this.qLo = lo;
-    this.qHi = hi;
-    this.listName = listName;
-  }
-
-  /** Drops a large buffer after a big walk: the list keeps only views in memory. */
-  release(): void {
-    this.n = 0;
-    if (this.s.length > 4096) {
-      this.s = new Float64Array(64);
-      this.p = new Float64Array(64);
-      this.x = new Float64Array(64);
-      this.perm = new Uint8Array(64);
-    }
-  }
-
-  private grow(): void {
-    const n = this.s.length * 2;
-    const f = (a: Float64Array) => { const b = new Float64Array(n); b.set(a); return b; };
-    this.s = f(this.s);
-    this.p = f(this.p);
-    this.x = f(this.x);
-    const q = new Uint8Array(n);
-    q.set(this.perm);
-    this.perm = q;
-  }
-}
-
 /**
  * The notifier list of one IOMMU address space. It delivers IOMMUTLBEvents to
  * the notifiers whose flags and range match, in registration order, and it
@@ -216,7 +150,8 @@ export class NotifierList {
   private nextId = 1;
   /** Nesting of deliveries (a listener that notifies from its callback). */
   private depth = 0;
-  private readonly leafBuf = new LeafBuffer();
+  /** The walk state of syncs and replays (a nested one gets its own). */
+  private readonly merger = new LeafMerger();
 
   // The event being checked, in frames (set by parse()).
   private pType = 0;
@@ -412,15 +347,21 @@ export class NotifierList {
     const reg = this.own(handle);
     if (!reg.registered) throw new Error(`${this.name}: replay to notifier #${reg.id}, which is no longer registered`);
     if (!reg.view || reg.inLo > reg.inHi) return;
-    const buf = this.depth === 0 ? this.leafBuf : new LeafBuffer();
-    buf.reset(reg.inLo, reg.inHi, this.name);
-    walk(reg.inLo, reg.inHi, buf.sink);
-    this.depth++;
+    const merger = this.takeMerger();
     try {
-      this.reconcile(reg, reg.inLo, reg.inHi, buf);
+      merger.merge(0).open(reg.view, reg.inLo, reg.inHi);
+      merger.begin(reg.inLo, reg.inHi, 1, this.name);
+      walk(reg.inLo, reg.inHi, merger.sink);
+      const m = merger.merges[0]!;
+      m.finish();
+      this.depth++;
+      try {
+        this.play(reg, m);
+      } finally {
+        this.depth--;
+      }
     } finally {
-      this.depth--;
-      buf.release();
+      merger.end();
     }
   }
 
@@ -480,50 +421,53 @@ export class NotifierList {
    *
    * The walker is called before anything is delivered, so a walker that throws
    * (a runaway-walk guard) leaves every view as it was; the error propagates.
+   * Its leaves are compared with the views as they arrive and only the
+   * differences are kept: a leaf equal to the view costs a few comparisons.
    */
   sync(start: bigint, end: bigint, walk: LeafWalker): void {
     this.checkRange('sync', start, end);
     const a = Number(start >> 12n);
     const b = Number(end >> 12n);
-    const regs = this.regs.filter((r) => r.registered);
-    const mapRegs = regs.filter((r) => r.view !== undefined);
-    const buf = this.depth === 0 ? this.leafBuf : new LeafBuffer();
+    const regs = this.regs;
+    const mapRegs: Registration[] = [];
+    for (const reg of regs) if (reg.registered && reg.view) mapRegs.push(reg);
     if (mapRegs.length > 0) {
-      // Widen R to whole leaves crossing its edges (point queries), then, per
-      // notifier, to whole view entries crossing them. Aligned power-of-two
-      // blocks nest or are disjoint, so one step suffices and no leaf or entry
-      // crosses the widened edges.
-      const tLo = this.edgeLeafStart(walk, a, buf);
-      const tHi = this.edgeLeafEnd(walk, b, buf);
-      const los: number[] = [];
-      const his: number[] = [];
-      let wLo = tLo;
-      let wHi = tHi;
-      for (const reg of mapRegs) {
-        const view = reg.view!;
-        let lo = tLo;
-        let hi = tHi;
-        if (view.seek(a) && view.curStart < lo) lo = view.curStart;
-        if (view.seek(b) && view.curStart <= b && view.curEnd > hi) hi = view.curEnd;
-        los.push(lo);
-        his.push(hi);
-        if (lo < wLo) wLo = lo;
-        if (hi > wHi) wHi = hi;
-      }
-      buf.reset(wLo, wHi, this.name);
-      walk(wLo, wHi, buf.sink);
-      this.depth++;
+      const merger = this.takeMerger();
       try {
-        for (let i = 0; i < mapRegs.length; i++) {
-          const reg = mapRegs[i]!;
-          if (!reg.registered) continue;
-          const lo = Math.max(los[i]!, reg.inLo);
-          const hi = Math.min(his[i]!, reg.inHi);
-          if (lo <= hi) this.reconcile(reg, lo, hi, buf);
+        // Widen R to whole leaves crossing its edges (point queries), then, per
+        // notifier, to whole view entries crossing them. Aligned power-of-two
+        // blocks nest or are disjoint, so one step suffices and no leaf or entry
+        // crosses the widened edges.
+        const tLo = this.edgeLeaf(walk, a, merger, false);
+        const tHi = this.edgeLeaf(walk, b, merger, true);
+        let wLo = tLo;
+        let wHi = tHi;
+        let count = 0;
+        for (const reg of mapRegs) {
+          const view = reg.view!;
+          let lo = tLo;
+          let hi = tHi;
+          if (view.seek(a) && view.curStart < lo) lo = view.curStart;
+          if (view.seek(b) && view.curStart <= b && view.curEnd > hi) hi = view.curEnd;
+          if (lo < wLo) wLo = lo;
+          if (hi > wHi) wHi = hi;
+          // Every merge is opened (and mapRegs[i] kept in step) even when empty.
+          merger.merge(count++).open(view, Math.max(lo, reg.inLo), Math.min(hi, reg.inHi));
+        }
+        merger.begin(wLo, wHi, count, this.name);
+        walk(wLo, wHi, merger.sink);
+        for (let i = 0; i < count; i++) merger.merges[i]!.finish();
+        this.depth++;
+        try {
+          for (let i = 0; i < count; i++) {
+            const reg = mapRegs[i]!;
+            if (reg.registered) this.play(reg, merger.merges[i]!);
+          }
+        } finally {
+          this.depth--;
         }
       } finally {
-        this.depth--;
-        buf.release();
+        merger.end();
       }
     }
     this.depth++;
@@ -563,18 +507,19 @@ export class NotifierList {
     }
   }
 
-  /** Start frame of the leaf containing frame p (p if none). */
-  private edgeLeafStart(walk: LeafWalker, p: number, buf: LeafBuffer): number {
-    buf.reset(p, p, this.name);
-    walk(p, p, buf.sink);
-    return buf.n > 0 ? Math.min(p, buf.s[0]!) : p;
+  /** The list's merger, or a new one while it is in use (a sync or replay started from a walker or listener). */
+  private takeMerger(): LeafMerger {
+    const m = this.merger.busy ? new LeafMerger() : this.merger;
+    m.busy = true;
+    return m;
   }
 
-  /** Last frame of the leaf containing frame p (p if none). */
-  private edgeLeafEnd(walk: LeafWalker, p: number, buf: LeafBuffer): number {
-    buf.reset(p, p, this.name);
-    walk(p, p, buf.sink);
-    return buf.n > 0 ? Math.max(p, buf.s[0]! + buf.p[0]! - 1) : p;
+  /** Start (or, with `last`, last) frame of the leaf containing frame p; p if none. */
+  private edgeLeaf(walk: LeafWalker, p: number, merger: LeafMerger, last: boolean): number {
+    merger.begin(p, p, 0, this.name);
+    walk(p, p, merger.sink);
+    if (merger.probePages === 0) return p;
+    return last ? Math.max(p, merger.probeStart + merger.probePages - 1) : Math.min(p, merger.probeStart);
   }
 
   /**
@@ -941,52 +886,45 @@ export class NotifierList {
   }
 
   /**
-   * Makes reg's view of frames [lo, hi] equal the leaves in `buf` (clipped to
-   * [lo, hi]) with the minimal legal sequence. No view entry crosses lo or hi.
+   * Plays the script a merge recorded for reg (the view was equal to the
+   * tables apart from these operations when the walk ended). The script is
+   * trusted only while the view changes by its own operations: when anything
+   * else changed it (a walker or listener that notified from inside the
+   * sync), each remaining operation is re-checked against the view, so the
+   * events stay legal (C4, C5) and the view sound.
    */
-  private reconcile(reg: Registration, lo: number, hi: number, buf: LeafBuffer): void {
-    const view = reg.view!;
-    // The view entries in [lo, hi], copied: deliveries change the view.
-    const old = collect(view, lo, hi);
-    let j = 0;
-    const nOld = old.length;
-    const unmapOld = (): void => {
-      if (reg.registered) this.deliverBuilt(reg, UNMAP, old[j]!, old[j + 1]!, old[j + 2]!, 0, undefined);
-      j += 4;
-    };
-    const target = (s: number, n: number, x: number, perm: number): void => {
-      const e = s + n - 1;
-      while (j < nOld && old[j]! + old[j + 1]! - 1 < s) unmapOld();
-      if (j < nOld && old[j] === s && old[j + 1] === n && old[j + 2] === x && old[j + 3] === perm) {
-        j += 4;
-        return;
-      }
-      while (j < nOld && old[j]! <= e) unmapOld();
-      if (reg.registered) this.deliverBuilt(reg, MAP, s, n, x, perm, undefined);
-    };
-    for (let i = 0; i < buf.n && reg.registered; i++) {
-      const s = buf.s[i]!;
-      const n = buf.p[i]!;
-      const e = s + n - 1;
-      if (e < lo) continue;
-      if (s > hi) break;
-      const x = buf.x[i]!;
-      const perm = buf.perm[i]!;
-      if (s >= lo && e <= hi) {
-        target(s, n, x, perm);
+  private play(reg: Registration, m: ViewMerge): void {
+    const ops = m.ops;
+    const nOps = m.nOps;
+    let expect = m.version;
+    let careful = false;
+    for (let i = 0; i < nOps * 4 && reg.registered; i += 4) {
+      const view = reg.view!;
+      const s = ops[i]!;
+      const n = ops[i + 1]!;
+      const x = ops[i + 2]!;
+      const type = ops[i + 3]! >> 2;
+      const perm = ops[i + 3]! & 3;
+      if (view.version !== expect) careful = true;
+      if (careful) {
+        this.playChecked(reg, type, s, n, x, perm);
         continue;
       }
-      // A leaf crossing the notifier's range edge: aligned chunks of its part inside.
-      const cs = Math.max(s, lo);
-      const ce = Math.min(e, hi);
-      let p = cs;
-      while (p <= ce) {
-        const size = chunkPages(p, ce, x + (p - s));
-        target(p, size, x + (p - s), perm);
-        p += size;
-      }
+      if (type === OP_MAP) view.insert(s, n, x, perm);
+      else removeRange(view, s, s + n - 1);
+      expect = view.version;
+      if (reg.flags & type) this.call(reg, buildEvent(type as IOMMUEventType, s, n, x, perm));
     }
-    while (j < nOld && reg.registered) unmapOld();
+  }
+
+  /** One script operation against a view changed behind the script's back: unmap whatever it overlaps (whole) first. */
+  private playChecked(reg: Registration, type: number, s: number, n: number, x: number, perm: number): void {
+    const olds = collect(reg.view!, s, s + n - 1);
+    if (type === OP_MAP && olds.length === 4 && olds[0] === s && olds[1] === n && olds[2] === x && olds[3] === perm) return;
+    for (let j = 0; j < olds.length && reg.registered; j += 4) this.deliverBuilt(reg, UNMAP, olds[j]!, olds[j + 1]!, olds[j + 2]!, 0, undefined);
+    if (type === OP_MAP && reg.registered && reg.view && !(reg.view.seek(s) && reg.view.curStart <= s + n - 1)) {
+      this.deliverBuilt(reg, MAP, s, n, x, perm, undefined);
+    }
   }
 
   /** Delivers a generated (legal) event: updates the view, then calls the listener. */
@@ -1050,14 +988,6 @@ const RULE_NAMES: Record<ContractRule, string> = {
   C9: 'coherence',
   C10: 'unregistration during delivery',
 };
-
-/** Size in frames of the aligned power-of-two chunk starting at p, ending by `last`, aligned on xlat too (xlat < 0: none). */
-function chunkPages(p: number, last: number, xlat: number): number {
-  let size = floorPow2(last - p + 1);
-  if (p !== 0) size = Math.min(size, lowBit(p));
-  if (xlat > 0) size = Math.min(size, lowBit(xlat));
-  return size;
-}
 
 /** Removes every entry that intersects [first, last] (whole entries). */
 function removeRange(view: IntervalMap, first: number, last: number): void {

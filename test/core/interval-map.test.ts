@@ -84,6 +84,43 @@ describe('IntervalMap', () => {
     }), { numRuns: 200 });
   });
 
+  it('property: a deep tree (full leaves, several inner levels) stays ordered under inserts next to full leaves and removals', () => {
+    // 40 000 entries on even frames fill 2 500 leaves: inner nodes on two levels.
+    const N = 40000;
+    const m = new IntervalMap();
+    const present = new Uint8Array(2 * N + 2);
+    for (let i = 0; i < N; i++) {
+      m.insert(2 * i, 1, i, 3);
+      present[2 * i] = 1;
+    }
+    // Frames right after the last entry of a full leaf (odd frames 2 * k * LEAF - 1) are the interesting ones.
+    const frame = fc.oneof(fc.integer({ min: 1, max: N / LEAF - 1 }).map((k) => 2 * k * LEAF - 1), fc.integer({ min: 0, max: 2 * N }));
+    const op = fc.record({ ins: fc.boolean(), f: frame });
+    fc.assert(fc.property(fc.array(op, { maxLength: 300 }), (ops) => {
+      for (const { ins, f } of ops) {
+        if (ins && !present[f]) {
+          m.insert(f, 1, f, 1);
+          present[f] = 1;
+        } else if (!ins) {
+          expect(m.remove(f)).toBe(present[f] === 1);
+          present[f] = 0;
+        }
+        // The frame and its neighbours are found where a sorted list says.
+        for (const q of [f - 1, f, f + 1]) {
+          let want = q < 0 ? 0 : q;
+          while (want < present.length && !present[want]) want++;
+          expect(m.seek(q)).toBe(want < present.length);
+          if (want < present.length) expect(m.curStart).toBe(want);
+        }
+      }
+    }), { numRuns: 60 });
+    const all: number[] = [];
+    m.forEach((st) => all.push(st));
+    const want: number[] = [];
+    present.forEach((v, i) => { if (v) want.push(i); });
+    expect(all).toEqual(want);
+  });
+
   it('finds an entry that starts before a leaf separator and extends past it', () => {
     const m = new IntervalMap();
     for (let i = 0; i < LEAF; i++) m.insert(i, 1, 0, 1); // one full leaf

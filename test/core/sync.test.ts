@@ -246,6 +246,118 @@ describe('sync helper (C4, C5, C9) and replay (C7)', () => {
     expect(log).toHaveLength(0);
   });
 
+  it('a sync of a large unchanged view sends nothing; changes among many identical leaves send exactly them, in IOVA order', () => {
+    const list = new NotifierList();
+    const log: Got[] = [];
+    const h = list.register(recorder(log));
+    // 20 000 4 KiB leaves in runs of 64 (more than fill many B+tree leaves and inner nodes).
+    const leaves: Leaf[] = [];
+    for (let r = 0; r < 313; r++) for (let i = 0; i < 64; i++) leaves.push([r * 4096 + i, 1, 0x10000 + leaves.length, 3]);
+    list.replay(h, walker(leaves));
+    expect(log).toHaveLength(leaves.length);
+    log.length = 0;
+    list.sync(0n, U64_MAX, walker(leaves));
+    expect(log).toEqual([]);
+    // One leaf changes translation, one disappears, one appears in a gap, one 2 MiB block appears at the end.
+    const next = leaves.map((l) => [...l] as Leaf);
+    next[5000]![2] = 7;
+    next.splice(12000, 1);
+    const gap = Math.floor(leaves[15000]![0] / 4096) * 4096 + 100;
+    next.push([gap, 1, 9, 1], [2 ** 40, 512, 0, 3]);
+    next.sort((l, r) => l[0] - r[0]);
+    list.sync(0n, U64_MAX, walker(next));
+    const at = (k: number) => (BigInt(leaves[k]![0]) << 12n).toString(16);
+    expect(log.map(short)).toEqual([
+      `UNMAP ${at(5000)}+fff`, `MAP ${at(5000)}+fff->7000/3`,
+      `UNMAP ${at(12000)}+fff`,
+      `MAP ${(BigInt(gap) << 12n).toString(16)}+fff->9000/1`,
+      'MAP 10000000000000+1fffff->0/3', // frame 2^40 = byte 2^52
+    ]);
+    expect(list.view(h)).toHaveLength(next.length);
+  });
+
+  it('a listener that notifies from inside a sync cannot make the other deliveries illegal', () => {
+    const list = new NotifierList();
+    const logs: Got[][] = [[], []];
+    const refs = [new RefChecker(0n, U64_MAX), new RefChecker(0n, U64_MAX)];
+    let nested = false;
+    const hs = [0, 1].map((k) => list.register({
+      flags: F.ALL, start: 0n, end: U64_MAX,
+      notify(ev, handle) {
+        const g = { id: handle.id, type: ev.type, iova: ev.entry.iova, translatedAddr: ev.entry.translatedAddr, addrMask: ev.entry.addrMask, perm: ev.entry.perm };
+        logs[k]!.push(g);
+        refs[k]!.feed(g);
+        // The first notifier maps page 6 elsewhere while the sync is delivering page 5.
+        if (k === 0 && ev.type === F.MAP && ev.entry.iova === 0x5000n && !nested) {
+          nested = true;
+          list.notify(map(0x6000n, 0x99000n));
+        }
+      },
+    }));
+    const errors: unknown[] = [];
+    list.events.on('listenerError', (e) => errors.push(e));
+    list.sync(0n, 0xffffn, walker([[5, 1, 0x50, 3], [6, 1, 0x60, 3]]));
+    expect(errors).toEqual([]);
+    const want = [
+      { iova: 0x5000n, translatedAddr: 0x50000n, addrMask: 0xfffn, perm: 3 },
+      { iova: 0x6000n, translatedAddr: 0x60000n, addrMask: 0xfffn, perm: 3 },
+    ];
+    for (const h of hs) expect(list.view(h)).toEqual(want);
+    expect(logs[0]!.map(short)).toEqual(['MAP 5000+fff->50000/3', 'MAP 6000+fff->99000/3', 'UNMAP 6000+fff', 'MAP 6000+fff->60000/3']);
+  });
+
+  it('a walker that notifies during the walk cannot make the sync deliver illegal events', () => {
+    const list = new NotifierList();
+    const log: Got[] = [];
+    const ref = new RefChecker(0n, U64_MAX);
+    const h = list.register(recorder(log, F.ALL, 0n, U64_MAX, {
+      notify(ev, handle) {
+        const g = { id: handle.id, type: ev.type, iova: ev.entry.iova, translatedAddr: ev.entry.translatedAddr, addrMask: ev.entry.addrMask, perm: ev.entry.perm };
+        log.push(g);
+        ref.feed(g);
+      },
+    }));
+    list.replay(h, walker([[4, 1, 0x40, 3], [5, 1, 0x50, 3]]));
+    let calls = 0;
+    const noisy: LeafWalker = (first, last, sink) => {
+      // The third call is the walk proper (after the two edge probes).
+      if (++calls === 3) {
+        list.notify(map(0x6000n, 0x99000n));
+        list.notify({ type: F.UNMAP, entry: { iova: 0x4000n, translatedAddr: 0n, addrMask: 0xfffn, perm: 0 } });
+      }
+      walker([[4, 1, 0x40, 3], [5, 1, 0x50, 3], [6, 1, 0x60, 3]])(first, last, sink);
+    };
+    list.sync(0n, 0xffffn, noisy);
+    // Every event was legal (ref.feed throws otherwise) and the list's view is what was delivered.
+    expect(list.view(h)).toEqual(ref.view.map((e) => ({ iova: e.iova, translatedAddr: e.xlat, addrMask: e.last - e.iova, perm: e.perm })));
+    expect(list.view(h).map((e) => e.iova)).toContain(0x6000n);
+  });
+
+  it('a replay started by the walker during a sync does not disturb the sync', () => {
+    const list = new NotifierList();
+    const refs = [new RefChecker(0n, U64_MAX), new RefChecker(0n, U64_MAX)];
+    const hs = [0, 1].map((k) => list.register({
+      flags: F.ALL, start: 0n, end: U64_MAX,
+      notify(ev, handle) {
+        refs[k]!.feed({ id: handle.id, type: ev.type, iova: ev.entry.iova, translatedAddr: ev.entry.translatedAddr, addrMask: ev.entry.addrMask, perm: ev.entry.perm });
+      },
+    }));
+    const tables: Leaf[] = [[1, 1, 0x10, 3], [2, 1, 0x20, 1], [8, 8, 0x80, 3]];
+    let calls = 0;
+    const walk: LeafWalker = (first, last, sink) => {
+      // During the walk proper (after the two edge probes), halfway through the leaves.
+      const inner = ++calls === 3;
+      for (const [s, n, x, p] of tables) {
+        if (s > last || s + n - 1 < first) continue;
+        if (inner && s === 2) list.replay(hs[1]!, walker(tables));
+        sink(s, n, x, p);
+      }
+    };
+    list.sync(0n, 0xfffffn, walk);
+    const want = tables.map(([s, n, x, p]) => ({ iova: BigInt(s) << 12n, translatedAddr: BigInt(x) << 12n, addrMask: (BigInt(n) << 12n) - 1n, perm: p }));
+    for (const h of hs) expect(list.view(h)).toEqual(want);
+  });
+
   it('UNMAP-only notifiers get one UNMAP per aligned chunk of the invalidated range', () => {
     const list = new NotifierList();
     const log: Got[] = [];

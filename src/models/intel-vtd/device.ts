@@ -67,7 +67,6 @@ const VTD_INTERRUPT_ADDR_LAST = 0xfeef_ffff;
 const PCI_NO_PASID_PV = 0xffff;
 /** Fault reason 0x58: QEMU 7.2's catch-all for PASID directory / entry problems. */
 const VTD_FR_PASID_TABLE_INV = 0x58;
-const TWO_POW_53 = 2 ** 53;
 const IOTLB_EVENTS = IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP;
 /** Descriptor type recorded as the last processed one when a read fails (VTD_INV_DESC_NONE). */
 const VTD_INV_DESC_NONE = 0;
@@ -75,8 +74,6 @@ const VTD_INV_DESC_WAIT = 5;
 
 /** addrMask of a leaf at level 1, 2, 3. */
 const LEVEL_MASK = [0n, 0xfffn, 0x1f_ffffn, 0x3fff_ffffn];
-/** ~addrMask of a leaf at level 1, 2, 3, within 64 bits. */
-const LEVEL_BASE = LEVEL_MASK.map((m) => 0xffff_ffff_ffff_ffffn ^ m);
 const hex = (v: number | bigint): string => '0x' + v.toString(16);
 const emptyWalker: LeafWalker = () => {};
 
@@ -193,8 +190,12 @@ export class VtdDevice implements IntelVtd {
 
   mmioRead(offset: number, size: 4 | 8): bigint {
     if (!this.validAccess('read', offset, size)) {
-      // QEMU vtd_mem_read answers an access past the register block with all ones.
-      return size === 4 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn;
+      // vtd_mem_read would answer all ones, but QEMU 7.2 never calls it for
+      // these: its MMIO region is DMAR_REG_SIZE (0x230) bytes, so a read that
+      // reaches past it is an unassigned access, which the memory core
+      // answers with 0 (captured: 0x230, 0xffc, and the 8-byte read at 0x22c;
+      // tools/qemu-capture/evidence/reads-past-register-block.jsonl).
+      return 0n;
     }
     const r = this.regs;
     let val: bigint;
@@ -552,19 +553,20 @@ export class VtdDevice implements IntelVtd {
     if (!this.config.scalableMode) pasid = undefined;
     const as = (pasid === undefined ? this.bySid[sid] : undefined) ?? this.addressSpace(sid, pasid);
     if (!this.dmarEnabled) return identity(iova);
-    const n = Number(iova);
+    // The IOVA as an exact number, or -1 at or above 2^53 (beyond every AW: a fault).
+    const n = exactIova(iova);
     if (n >= VTD_INTERRUPT_ADDR_FIRST && n <= VTD_INTERRUPT_ADDR_LAST) {
       // QEMU gives every device a separate region for the interrupt window: requests
       // there are MSIs and never reach the IOMMU's translate (vtd-facts §5 step 2).
       return identity(iova);
     }
-    const pfn = n < TWO_POW_53 ? Math.floor(n / 4096) : -1;
+    const pfn = n >= 0 ? Math.floor(n / 4096) : -1;
     // Scalable mode without PASID: QEMU looks the IOTLB up after the context
     // (it needs the RID_PASID); legacy: before, so a hit skips the context.
     const rid2pasid = this.rootScalable && pasid === undefined;
     if (!rid2pasid && pfn >= 0) {
       const hit = this.iotlb.lookup(as.id, pfn);
-      if (hit !== undefined) return hit.entry;
+      if (hit !== undefined) return hit;
     }
     let ctx = as.ctxGen === this.contextCacheGen ? as.ctx : undefined;
     if (ctx !== undefined && this.rootScalable) {
@@ -587,7 +589,7 @@ export class VtdDevice implements IntelVtd {
     if (ctx.passThrough) return identity(iova);
     if (rid2pasid && pfn >= 0) {
       const hit = this.iotlb.lookup(as.id, pfn);
-      if (hit !== undefined) return hit.entry;
+      if (hit !== undefined) return hit;
     }
     const write = (access & IOMMUAccessFlags.WO) !== 0;
     const iovaPfn = pfn >= 0 ? pfn : Number(iova >> 12n);
@@ -597,12 +599,14 @@ export class VtdDevice implements IntelVtd {
         sid, iova, access, reason, ctx.fpd && isQualifiedFault(reason),
         ctx.pasid !== undefined, ctx.pasid === undefined ? PCI_NO_PASID_PV : ctx.pasid,
       );
-    // Bigints built the cheap way (measured): a bigint AND with a constant for
-    // the IOVA, and BigInt() of a small integer for the address.
-    const x = leaf.xlatPfn * 4096;
+    // Bigints built the cheap way (measured on node 20): BigInt() of an exact
+    // number (both addresses are below 2^53 here), and the request's own
+    // bigint when it is already the leaf's first byte; a bigint AND or shift
+    // costs twice as much.
+    const base = leaf.iovaPfn * 4096;
     const entry: IOMMUTLBEntry = {
-      iova: pfn >= 0 ? iova & LEVEL_BASE[leaf.level]! : BigInt(leaf.iovaPfn) << 12n,
-      translatedAddr: x < 0x4000_0000 ? BigInt(x) : BigInt(leaf.xlatPfn) << 12n,
+      iova: base === n ? iova : pfn >= 0 ? BigInt(base) : BigInt(leaf.iovaPfn) << 12n,
+      translatedAddr: BigInt(leaf.xlatPfn * 4096),
       addrMask: LEVEL_MASK[leaf.level]!,
       perm: leaf.perm as IOMMUAccessFlags,
     };
@@ -842,12 +846,20 @@ export class VtdDevice implements IntelVtd {
    * mask, or whose own (large) page contains ADDR (vtd_hash_remove_by_page),
    * then syncs [ADDR, ADDR + 4K * 2^AM - 1] of the matching spaces (QEMU 7.2
    * uses ADDR as given, not aligned to the size, and ignores PASIDs).
+   *
+   * QEMU 7.2 keeps the AM mask in a `uint8_t` (VTDIOTLBPageInvInfo.mask), so
+   * only gfn bits 7:AM are compared: a PSI also drops every entry of the
+   * domain whose gfn agrees in those 8 bits, and with AM >= 8 the mask is 0
+   * and the whole domain is dropped. This over-invalidates compared with the
+   * VT-d spec (6.5.2.3: only the 2^AM pages at ADDR); we follow QEMU, as
+   * captured (fixtures/qemu-vtd-extra/qi-psi-*, reg-invalidation-*).
    */
   private iotlbPageInvalidate(did: number, addr: bigint, am: number): void {
     const pages = 2 ** am;
     const gfn = addr < 2n ** 64n ? Number(addr >> 12n) : 0;
-    const gfnMasked = gfn - (gfn % pages);
-    this.iotlb.removeIf((e) => e.did === did && (e.gfn - (e.gfn % pages) === gfnMasked || e.gfn === gfn - (gfn % e.pages)));
+    const mask8 = 0xff & ~(pages - 1);
+    const gfnLow = (gfn % 256) & mask8;
+    this.iotlb.removeIf((e) => e.did === did && (((e.gfn % 256) & mask8) === gfnLow || e.gfn === gfn - (gfn % e.pages)));
     const last = addr + (BigInt(pages) << 12n) - 1n;
     for (const as of this.spaces) {
       if (!this.hasNotifiers(as)) continue;
@@ -969,6 +981,25 @@ export class VtdDevice implements IntelVtd {
     }
     return handle;
   }
+}
+
+/** Scratch for `exactIova`: one u64 and its two u32 halves. */
+const IOVA_U64 = new BigUint64Array(1);
+const IOVA_U32 = new Uint32Array(IOVA_U64.buffer);
+/** Whether IOVA_U32[0] is the low half (typed arrays use the host's byte order). */
+const IOVA_U32_LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+
+/**
+ * `iova` as an exact number when 0 <= iova < 2^53, else -1 (translate's only
+ * use of an IOVA at or above 2^53 is to fault it as beyond the AW). Through
+ * a BigUint64Array: `Number(bigint)` costs about three times as much on
+ * node 20, and translate() pays this on every call, IOTLB hits included.
+ */
+function exactIova(iova: bigint): number {
+  if (BigInt.asUintN(64, iova) !== iova) return -1;
+  IOVA_U64[0] = iova;
+  const hi = IOVA_U32[IOVA_U32_LO ^ 1]!;
+  return hi < 0x20_0000 ? hi * 0x1_0000_0000 + IOVA_U32[IOVA_U32_LO]! : -1;
 }
 
 /** TE off, pass-through, interrupt window: iova = gpa, one 4 KiB page, RW. */

@@ -290,6 +290,8 @@ export interface VtdLeaf {
 const LEVEL_PAGES: readonly number[] = [0, 1, 512, 512 * 512, 512 * 512 * 512];
 const TWO_POW_32 = 0x1_0000_0000;
 const TWO_POW_20 = 0x10_0000;
+/** 1 / 4096, exact. */
+const PAGE_SCALE = 2 ** -12;
 /** Frames per level-4 entry (2^27) and its reciprocal (exact: a power of two). */
 const PFN_HI_UNIT = 2 ** 27;
 const PFN_HI_SCALE = 2 ** -27;
@@ -359,6 +361,11 @@ function masksFor(cfg: VtdConfig): ReservedMasks {
   return m;
 }
 
+/** Whether `gpa` is a multiple of 4096 (a multiply and a floor: `%` of a double is a library call). */
+function isPageAligned(gpa: number): boolean {
+  return Math.floor(gpa * PAGE_SCALE) * 4096 === gpa;
+}
+
 /** The page-words capability of `mem` (SparseRam has it), or undefined: walkers then read word by word. */
 function pageWordsOf(mem: GuestMemory): PageWordsSource | undefined {
   return typeof (mem as Partial<PageWordsSource>).pageWords === 'function' ? (mem as GuestMemory & PageWordsSource) : undefined;
@@ -403,12 +410,12 @@ export function walkSecondLevel(
   const pfnLo = iovaPfn - pfnHi * PFN_HI_UNIT;
   // One page lookup per level instead of two word reads, when the memory can
   // (tables below the top one are 4 KiB aligned by construction).
-  const pw = ctx.slptptr % 4096 === 0 ? pageWordsOf(mem) : undefined;
+  const pw = isPageAligned(ctx.slptptr) ? pageWordsOf(mem) : undefined;
   let table = ctx.slptptr;
   let level: number = levels;
   let perm = 3;
   for (;;) {
-    const idx = level === 1 ? pfnLo & 511 : level === 2 ? (pfnLo >>> 9) & 511 : level === 3 ? pfnLo >>> 18 : pfnHi;
+    const idx = level === 1 ? pfnLo & 511 : level === 2 ? (pfnLo >>> 9) & 511 : level === 3 ? pfnLo >>> 18 : pfnHi | 0;
     let lo: number;
     let hi: number;
     const words = pw === undefined ? undefined : pw.pageWords(table);
@@ -453,6 +460,18 @@ export function walkSecondLevel(
   }
 }
 
+/**
+ * The first slot in [i, iLast] of a table (as words, slot i at 2i) whose low
+ * word has R or W in `perm`, or -1: the scan over mostly empty tables, kept
+ * apart so it compiles to a tight int32 loop.
+ */
+function nextPresent(words: Uint32Array, i: number, iLast: number, perm: number): number {
+  for (let j = i | 0; j <= iLast; j++) {
+    if ((words[j * 2]! & perm) !== 0) return j;
+  }
+  return -1;
+}
+
 /** A second-level LeafWalker that also tells how many table entries its last call read. */
 export interface VtdLeafWalker extends LeafWalker {
   /** Table entries read by the last call (the cost measure the budget caps). */
@@ -493,7 +512,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
 
   /** The slots [iFirst, iLast] of the table at `table` as words (slot i at 2i, 2i + 1); unreadable slots read as not present. */
   const tableWords = (table: number, level: number, iFirst: number, iLast: number, perm: number): Uint32Array => {
-    if (pw !== undefined && table % 4096 === 0) {
+    if (pw !== undefined && isPageAligned(table)) {
       const words = pw.pageWords(table);
       if (words !== undefined) return words;
     }
@@ -519,8 +538,9 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
 
   const walkTable = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
     const span = LEVEL_PAGES[level]!;
-    const iFirst = Math.floor((first - base) / span);
-    const iLast = Math.floor((last - base) / span);
+    // Slot indexes are 0..511: `| 0` keeps them (and the scan) in int32.
+    const iFirst = Math.floor((first - base) / span) | 0;
+    const iLast = Math.floor((last - base) / span) | 0;
     visited += iLast - iFirst + 1;
     if (visited > budget) {
       throw new VtdWalkLimitError(
@@ -534,10 +554,8 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     const largeLo = m.largeLo[level]!;
     const largeHi = m.largeHi[level]!;
     const psLeaf = level === 2 || level === 3;
-    for (let i = iFirst; i <= iLast; i++) {
+    for (let i = nextPresent(words, iFirst, iLast, perm); i >= 0; i = nextPresent(words, i + 1, iLast, perm)) {
       const lo = words[i * 2]!;
-      // Not present under the parents' permission: nothing to report below.
-      if ((lo & perm) === 0) continue;
       const hi = words[i * 2 + 1]!;
       if ((lo & hi) === -1) continue;
       let leaf = level === 1;
@@ -566,13 +584,21 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     }
   };
 
+  let busy = false;
   const walker = ((firstPfn: number, lastPfn: number, sink: LeafSink): void => {
+    // A sink that walks again with this walker gets a fresh one: the scratch tables are in use.
+    if (busy) return secondLevelWalker(mem, cfg, ctx, budget)(firstPfn, lastPfn, sink);
     visited = 0;
     const first = firstPfn > 0 ? Math.ceil(firstPfn) : 0;
     const last = lastPfn < limitPfn - 1 ? Math.floor(lastPfn) : limitPfn - 1;
     // QEMU: a start beyond the IOVA limit walks nothing; the end is clipped to the limit.
     if (!(first <= last)) return;
-    walkTable(ctx.slptptr, ctx.levels, 0, first, last, 3, sink);
+    busy = true;
+    try {
+      walkTable(ctx.slptptr, ctx.levels, 0, first, last, 3, sink);
+    } finally {
+      busy = false;
+    }
   }) as VtdLeafWalker;
   Object.defineProperty(walker, 'visited', { get: () => visited, enumerable: true });
   return walker;
