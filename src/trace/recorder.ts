@@ -49,6 +49,7 @@ import type { GuestMemory } from '../memory/guest-memory';
 import { modelFactory } from './models';
 import type { ModelFactory } from './models';
 import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent } from './types';
+import { TraceOutput } from './recorder-out';
 import { formatEvent, formatHeader } from './writer';
 
 /** Options of a TraceRecorder. */
@@ -63,8 +64,20 @@ export interface TraceRecorderOptions {
   config: Record<string, unknown>;
   /** Builds the model; default: the replayer's registry (`modelFactory(model)`), so replay builds the same model. */
   createModel?: ModelFactory;
-  /** Receives each trace line, without newline (for a file: `(l) => traceWriter.line(l)`). */
-  write: (line: string) => void;
+  /**
+   * Receives each trace line as a string, without newline (for a file:
+   * `(l) => traceWriter.line(l)`). Give this or `writeBytes`.
+   */
+  write?: (line: string) => void;
+  /**
+   * Receives the trace as UTF-8 bytes: chunks of whole lines, each ending in
+   * `\n`, of about 64 KiB, handed over when a chunk is full and on `flush()`
+   * (call it before closing the file). A chunk is the sink's to keep, so it
+   * can be queued as is (`(b) => stream.write(b)`). Cheaper than `write`:
+   * DMA payloads go from the guest's bytes to hex in the chunk without
+   * building JS strings. Give this or `write`.
+   */
+  writeBytes?: (chunk: Uint8Array) => void;
   /** Header `source`. */
   source?: string;
 }
@@ -111,11 +124,13 @@ interface ShadowPage {
   gen: number;
 }
 
-/** One operation being recorded: its prerequisite writes, its line, what it caused. */
-interface OpRecord {
-  pre: string[];
-  post: string[];
+/** Where a nested operation's notifications and MSIs start in the pending lists. */
+interface NestedMark {
+  notifies: number;
+  msis: number;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Records a trace of a live IOMMU model. Drive the model only through the
@@ -132,11 +147,13 @@ export class TraceRecorder {
   readonly warnings: string[] = [];
 
   private readonly live: GuestMemory;
-  private readonly out: (line: string) => void;
+  private readonly out: TraceOutput;
   private readonly shadows = new Map<number, ShadowPage>();
   private gen = 1;
-  /** The operation being recorded (undefined between operations). */
-  private op: OpRecord | undefined;
+  /** True while an operation is being recorded. */
+  private inOp = false;
+  /** Lines that follow the current operation's own (nested operations, notifier.del). */
+  private readonly post: string[] = [];
   private readonly notifies: string[] = [];
   private readonly msis: string[] = [];
   private readonly spaces = new Map<string, RecordingAddressSpace>();
@@ -150,7 +167,10 @@ export class TraceRecorder {
 
   constructor(options: TraceRecorderOptions) {
     this.live = options.memory;
-    this.out = options.write;
+    if ((options.write === undefined) === (options.writeBytes === undefined)) {
+      throw new Error('TraceRecorder: give exactly one of the options write and writeBytes');
+    }
+    this.out = new TraceOutput(options.write, options.writeBytes);
     this.memory = new RecordingMemory(this, options.memory);
     const factory = options.createModel ?? modelFactory(options.model);
     this.model = factory(options.config, this.memory);
@@ -168,52 +188,80 @@ export class TraceRecorder {
 
   /** Guest write of a register (`mmio.write`). */
   mmioWrite(reg: number, size: 4 | 8, value: bigint): void {
-    this.run(() => this.model.mmioWrite(reg, size, value), () => ({ op: 'mmio.write', line: 0, reg, size, value }));
+    const nested = this.begin();
+    try {
+      this.model.mmioWrite(reg, size, value);
+    } finally {
+      this.finish(nested, { op: 'mmio.write', line: 0, reg, size, value });
+    }
   }
 
   /** Guest read of a register (`mmio.read` with `expect`). */
   mmioRead(reg: number, size: 4 | 8): bigint {
-    let v = 0n;
-    this.run(() => { v = this.model.mmioRead(reg, size); }, () => ({ op: 'mmio.read', line: 0, reg, size, expect: v }));
+    const nested = this.begin();
+    let v: bigint | undefined;
+    try {
+      v = this.model.mmioRead(reg, size);
+    } finally {
+      this.finish(nested, { op: 'mmio.read', line: 0, reg, size, expect: v ?? 0n });
+    }
     return v;
   }
 
   /** One translation as a device requests it (`translate` with `expect`). */
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
+    const nested = this.begin();
     let t: TranslateResult | undefined;
-    this.run(() => { t = this.model.translate(sid, iova, access, pasid); }, () => {
+    try {
+      t = this.model.translate(sid, iova, access, pasid);
+    } finally {
       const ev: TranslateEvent = { op: 'translate', line: 0, sid, iova, access };
       if (pasid !== undefined) ev.pasid = pasid;
       if (t !== undefined) {
         ev.expect = isFault(t) ? { fault: true } : { translated: t.translatedAddr & ~t.addrMask, mask: t.addrMask, perm: t.perm };
       }
-      return ev;
-    });
-    return t!;
+      this.finish(nested, ev);
+    }
+    return t;
   }
 
   /** A device reads `len` bytes at `iova` through the IOMMU (`dma.read` with `expect`), page by page as trace v1 says. */
   dmaRead(sid: number, iova: bigint, len: number, pasid?: number): DmaReadResult {
+    const nested = this.begin();
     let r: DmaReadResult | undefined;
-    this.run(() => { r = dmaRead(this.memory, this.translator(sid, pasid), iova, len); }, () => {
+    try {
+      r = dmaRead(this.memory, this.translator(sid, pasid), iova, len);
+    } finally {
       const ev: DmaReadEvent = { op: 'dma.read', line: 0, sid, iova, len };
       if (pasid !== undefined) ev.pasid = pasid;
       if (r !== undefined) ev.expect = r.faulted ? 'fault' : r.data;
-      return ev;
-    });
-    return r!;
+      this.finish(nested, ev);
+    }
+    return r;
   }
 
   /** A device writes `data` at `iova` through the IOMMU (`dma.write` with `expect`). */
   dmaWrite(sid: number, iova: bigint, data: Uint8Array, pasid?: number): DmaResult {
+    const nested = this.begin();
     let r: DmaResult | undefined;
-    this.run(() => { r = dmaWrite(this.memory, this.translator(sid, pasid), iova, data); }, () => {
+    try {
+      r = dmaWrite(this.memory, this.translator(sid, pasid), iova, data);
+    } finally {
       const ev: DmaWriteEvent = { op: 'dma.write', line: 0, sid, iova, data };
       if (pasid !== undefined) ev.pasid = pasid;
       if (r !== undefined) ev.expect = r.faulted ? 'fault' : 'ok';
-      return ev;
-    });
-    return r!;
+      this.finish(nested, ev);
+    }
+    return r;
+  }
+
+  /**
+   * Hands the lines not yet given to a `writeBytes` sink over to it (they are
+   * kept in chunks of about 64 KiB); call it when the recording ends. Nothing
+   * to do for a `write` sink, which gets every line at once.
+   */
+  flush(): void {
+    this.out.flush();
   }
 
   /**
@@ -225,7 +273,7 @@ export class TraceRecorder {
     const st = this.handles.get(handle);
     if (st === undefined || !st.inner.registered) throw new Error(`TraceRecorder: expectView of a listener that is not registered`);
     const entries = st.list.view(st.inner).map((e) => ({ iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm }));
-    this.run(() => {}, () => ({ op: 'view.expect', line: 0, id: handle.traceId, entries }));
+    this.finish(this.begin(), { op: 'view.expect', line: 0, id: handle.traceId, entries });
   }
 
   /** The recording view of the address space of `sid` (and PASID). */
@@ -288,13 +336,14 @@ export class TraceRecorder {
     if (notifier.iommuIdx !== undefined) wrapped.iommuIdx = notifier.iommuIdx;
     let refused: unknown;
     const ev: TraceEvent = { op: 'notifier.add', line: 0, id: tid, sid, flags: notifier.flags, start: notifier.start, end: notifier.end };
-    this.run(() => {
-      try {
-        innerHandle = inner.registerNotifier(wrapped);
-      } catch (e) {
-        refused = e;
-      }
-    }, () => (refused === undefined ? ev : undefined));
+    const nested = this.begin();
+    try {
+      innerHandle = inner.registerNotifier(wrapped);
+    } catch (e) {
+      refused = e;
+    } finally {
+      this.finish(nested, refused === undefined ? ev : undefined);
+    }
     if (refused !== undefined) {
       this.warnings.push(`listener "${tid}" (sid ${hex(sid)}) was refused by the model and not recorded: ${refused instanceof Error ? refused.message : String(refused)}`);
       throw refused;
@@ -308,9 +357,9 @@ export class TraceRecorder {
     inner.dispose();
     this.ids.delete(id);
     const line = formatEvent({ op: 'notifier.del', line: 0, id });
-    if (this.op !== undefined) {
+    if (this.inOp) {
       this.warnings.push(`listener "${id}" was removed during an operation; its notifier.del follows that operation's lines`);
-      this.op.post.push(line);
+      this.post.push(line);
     } else {
       this.emit(line);
     }
@@ -323,7 +372,7 @@ export class TraceRecorder {
       op: 'notify', line: 0, id, type: event.type as IOMMUEventType,
       iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm,
     });
-    if (this.op !== undefined) this.notifies.push(line);
+    if (this.inOp) this.notifies.push(line);
     else {
       this.warnings.push(`listener "${id}" was notified outside any recorded operation (the model was driven directly)`);
       this.emit(line);
@@ -332,7 +381,7 @@ export class TraceRecorder {
 
   private onMsi(m: MsiMessage): void {
     const line = formatEvent({ op: 'msi.expect', line: 0, addr: m.address, data: m.data });
-    if (this.op !== undefined) this.msis.push(line);
+    if (this.inOp) this.msis.push(line);
     else {
       this.warnings.push('the model sent an MSI outside any recorded operation (the model was driven directly)');
       this.emit(line);
@@ -340,45 +389,60 @@ export class TraceRecorder {
   }
 
   /**
-   * Runs one recorded operation: `body` calls the model; `describe` gives the
-   * op's event (undefined: no line) once it returned. Lines: the guest writes
-   * the operation made observable, the op, its notifications, its MSIs.
+   * Starts one recorded operation (no closures: this is the DMA hot path).
+   * Returns undefined for an operation of its own, or where a nested one
+   * (started from a notifier or MSI callback) starts in the pending lists.
+   * The lines of an operation: the guest writes it made observable (written
+   * by `sync` as they are found, before anything else of the operation), its
+   * own line, its notifications, its MSIs, then `post`.
    */
-  private run(body: () => void, describe: () => TraceEvent | undefined): void {
-    if (this.op !== undefined) {
-      // Nested (from a callback): performed at once, lines after the outer op's.
+  private begin(): NestedMark | undefined {
+    if (this.inOp) {
       this.warnings.push('a recorded operation was started from inside another one (notifier or MSI callback); its lines follow the outer operation');
-      const outer = this.op;
-      const n0 = this.notifies.length;
-      const m0 = this.msis.length;
-      try {
-        body();
-      } finally {
-        const ev = describe();
-        if (ev !== undefined) outer.post.push(formatEvent(ev));
-        outer.post.push(...this.notifies.splice(n0), ...this.msis.splice(m0));
-      }
+      return { notifies: this.notifies.length, msis: this.msis.length };
+    }
+    this.inOp = true;
+    this.gen++;
+    return undefined;
+  }
+
+  /** Ends the operation `begin` started; `ev` is its line (undefined: none). */
+  private finish(nested: NestedMark | undefined, ev: TraceEvent | undefined): void {
+    if (nested !== undefined) {
+      // Nested: performed at once, lines after the outer op's.
+      if (ev !== undefined) this.post.push(formatEvent(ev));
+      this.post.push(...this.notifies.splice(nested.notifies), ...this.msis.splice(nested.msis));
       return;
     }
-    const op: OpRecord = { pre: [], post: [] };
-    this.op = op;
-    this.gen++;
-    try {
-      body();
-    } finally {
-      this.op = undefined;
-      for (const l of op.pre) this.emit(l);
-      const ev = describe();
-      if (ev !== undefined) this.emit(formatEvent(ev));
-      if (this.notifies.length) { for (const l of this.notifies) this.emit(l); this.notifies.length = 0; }
-      if (this.msis.length) { for (const l of this.msis) this.emit(l); this.msis.length = 0; }
-      for (const l of op.post) this.emit(l);
-    }
+    this.inOp = false;
+    if (ev !== undefined) this.emitEvent(ev);
+    if (this.notifies.length) { for (const l of this.notifies) this.emit(l); this.notifies.length = 0; }
+    if (this.msis.length) { for (const l of this.msis) this.emit(l); this.msis.length = 0; }
+    if (this.post.length) { for (const l of this.post) this.emit(l); this.post.length = 0; }
+  }
+
+  /** An event's line; payloads are written as hex straight into the output. */
+  private emitEvent(ev: TraceEvent): void {
+    if (ev.op === 'dma.write') this.emitPayload({ ...ev, data: EMPTY }, '"data":""', ev.data);
+    else if (ev.op === 'dma.read' && ev.expect instanceof Uint8Array) this.emitPayload({ ...ev, expect: EMPTY }, '"expect":""', ev.expect);
+    else this.emit(formatEvent(ev));
+  }
+
+  /**
+   * The line of `template` (whose payload field is empty, so `marker` is the
+   * field with its empty value) with `data` as that field's hex: the writer's
+   * formatting, key order included, with the payload spliced in.
+   */
+  private emitPayload(template: TraceEvent, marker: string, data: Uint8Array): void {
+    const s = formatEvent(template);
+    const cut = s.lastIndexOf(marker) + marker.length - 1;
+    this.stats.lines++;
+    this.out.payloadLine(s.slice(0, cut), data, s.slice(cut));
   }
 
   private emit(line: string): void {
     this.stats.lines++;
-    this.out(line);
+    this.out.line(line);
   }
 
   /** Last page compared, to skip the map for runs of accesses to one page (PTE words, queue entries). */
@@ -400,7 +464,14 @@ export class TraceRecorder {
     }
   }
 
-  /** Mirrors a write the model or a DMA made (it succeeded on live memory) into the shadow. @internal */
+  /**
+   * Mirrors a write the model or a DMA made (it succeeded on live memory)
+   * into the pages that have a shadow. A page without one keeps none: the
+   * IOMMU never read it, and should it read it later the compare with an
+   * all-zero shadow writes what it holds then (the written bytes included,
+   * which the replay then writes twice: same state, no shadow until needed).
+   * @internal
+   */
   wrote(gpa: number, src: Uint8Array): void {
     let done = 0;
     while (done < src.length) {
@@ -408,8 +479,7 @@ export class TraceRecorder {
       const pfn = Math.floor(a / PAGE);
       const off = a - pfn * PAGE;
       const n = Math.min(src.length - done, PAGE - off);
-      const page = this.shadows.get(pfn);
-      // touch() ran before the write, so the page has a shadow.
+      const page = pfn === this.lastPfn ? this.lastPage : this.shadows.get(pfn);
       if (page !== undefined) page.bytes.set(src.subarray(done, done + n), off);
       done += n;
     }
@@ -451,13 +521,12 @@ export class TraceRecorder {
       let b = end * 4;
       while (live[a] === shadow[a]) a++;
       while (live[b - 1] === shadow[b - 1]) b--;
-      const data = live.slice(a, b);
+      const data = live.subarray(a, b);
       shadow.set(data, a);
       this.stats.memWrites++;
       this.stats.memWriteBytes += data.length;
-      const line = formatEvent({ op: 'mem.write', line: 0, gpa: BigInt(base + a), data });
-      if (this.op !== undefined) this.op.pre.push(line);
-      else this.emit(line);
+      // Written at once: nothing else of the current operation has been written yet.
+      this.emitPayload({ op: 'mem.write', line: 0, gpa: BigInt(base + a), data: EMPTY }, '"data":""', data);
       i = end;
     }
   }
@@ -467,7 +536,7 @@ function hex(n: number): string {
   return '0x' + n.toString(16);
 }
 
-/** The GuestMemory the model sees: every access first syncs the pages it touches; writes are mirrored. */
+/** The GuestMemory the model sees: every read first syncs the pages it touches; writes are mirrored. */
 class RecordingMemory implements GuestMemory {
   constructor(private readonly rec: TraceRecorder, private readonly live: GuestMemory) {}
 
@@ -477,7 +546,7 @@ class RecordingMemory implements GuestMemory {
   }
 
   write(gpa: number, src: Uint8Array): boolean {
-    this.rec.touch(gpa, src.length);
+    // No sync: a write observes nothing, so guest writes to the rest of the page can wait for the next read.
     const ok = this.live.write(gpa, src);
     if (ok) this.rec.wrote(gpa, src);
     return ok;
