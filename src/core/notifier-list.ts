@@ -288,8 +288,11 @@ export class NotifierList {
   /**
    * Delivers `event` to one notifier only (QEMU `memory_region_notify_iommu_one`),
    * with the same checks. A handle that is no longer registered is a C10 violation.
-   * A type the notifier did not ask for, or an event outside its range, is C6
-   * (except an UNMAP to a MAP notifier without UNMAP: its view is updated silently).
+   * A type the notifier did not ask for, or an event outside its range, is C6:
+   * `notifyOne` states that this notifier receives the event, so (unlike
+   * `notify`, which only updates the view of a MAP notifier without UNMAP)
+   * an UNMAP to a notifier that did not ask for UNMAP is refused (trace-v1:
+   * "an event of a type the listener did not ask for ... is a C6 violation").
    */
   notifyOne(handle: NotifierHandle, event: IOMMUTLBEvent): void {
     const reg = this.own(handle);
@@ -635,8 +638,7 @@ export class NotifierList {
       } else if (this.pLast < reg.lo || this.pFirst > reg.hi) {
         v = this.refuse(reg, materialize(event, this.lazy.event), 'C6', `${typeName(type)} ${fmtEvent(event)} does not intersect the range of notifier ${this.describe(reg)}`, undefined);
       } else if ((reg.flags & type) === 0) {
-        if (type === UNMAP && reg.view) this.silentUnmap(reg, this.pFirst, this.pLast);
-        else v = this.refuse(reg, materialize(event, this.lazy.event), 'C6', `notifier ${this.describe(reg)} did not ask for ${typeName(type)}`, undefined);
+        v = this.refuse(reg, materialize(event, this.lazy.event), 'C6', `notifier ${this.describe(reg)} did not ask for ${typeName(type)}`, undefined);
       } else {
         v = this.deliverChecked(reg, event, true);
       }

@@ -203,6 +203,12 @@ describe('C5 UNMAP covers whole entries', () => {
     list.notify(map(0x201000n, 0x9000n)); // so this is not a C4 violation
     expect(seq()).toEqual(['MAP 200000+1fffff->400000/3', 'MAP 201000+fff->9000/3']);
   });
+  it('notifyOne: an UNMAP stated as received by a notifier without UNMAP is C6, and the view keeps its entry', () => {
+    const { list, h } = setup('strict', F.MAP);
+    list.notify(map(0x200000n, 0x400000n, MiB2));
+    expect(() => list.notifyOne(h, unmap(0x200000n, MiB2))).toThrow(expect.objectContaining({ rule: 'C6' }));
+    expect(list.view(h).map((e) => e.iova)).toEqual([0x200000n]);
+  });
 });
 
 describe('C6 filtering', () => {

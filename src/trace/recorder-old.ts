@@ -1,0 +1,510 @@
+/**
+ * The trace recorder: sits between a host emulator and an IOMMU model and
+ * writes a trace v1 (shared/spec/trace-v1.md) of what the guest and its
+ * devices did, with every expectation filled from the live run, so that the
+ * run can be replayed offline (`viommu replay`) and must replay clean.
+ *
+ * ```ts
+ * const rec = new TraceRecorder({ memory: ram, ram: [{ base: 0, size: 1 << 30 }],
+ *   model: 'intel-vtd', config: { cachingMode: true }, write: (l) => writer.line(l) });
+ * rec.mmioWrite(0x20, 8, rootTable);              // instead of model.mmioWrite
+ * rec.dmaWrite(0x10, iova, bytes);                 // a device's DMA
+ * rec.addressSpace(0x10).registerNotifier(n, 'vfio');
+ * ```
+ *
+ * Guest CPU writes to RAM: the design choice. The emulator hands the recorder
+ * its GuestMemory and the recorder builds the model over a wrapping
+ * GuestMemory, but the guest CPU writes RAM directly, so the wrapper cannot
+ * see those writes. Instead of asking the emulator for a write hook, the
+ * recorder keeps a SHADOW: for every 4 KiB page the model or a recorded DMA
+ * has touched, a copy of what a replayer's RAM holds at that point of the
+ * trace (replay RAM starts zero-filled, so a page never seen has an all-zero
+ * shadow). The first time an operation touches a page, the page is compared
+ * with its shadow (one memcmp) and the bytes that differ become `mem.write`
+ * lines placed before that operation's line; writes the model or a DMA makes
+ * through the wrapper are applied to the shadow too, since the replay makes
+ * them again. The trace therefore holds exactly the guest writes that the
+ * IOMMU (or DMA) could observe, at the point they became observable.
+ * Cost: nothing per guest CPU write and nothing for an operation that touches
+ * no guest memory (register accesses, translations that hit the IOTLB); per
+ * operation, one map lookup per page access and one 4 KiB compare per distinct
+ * page it touches; memory, 4 KiB per page ever touched (page tables, queues,
+ * DMA buffers).
+ *
+ * Recording does not change behaviour: every call goes to the model with the
+ * same arguments and its result is returned as is. What trace v1 cannot
+ * express is reported in `warnings` instead of being refused: a recorded
+ * operation started from inside another one (a notifier or MSI callback that
+ * calls back into the recorder) is performed at once and its lines follow the
+ * outer operation's lines; likewise a notifier removed during a delivery.
+ */
+import { IOMMUAccessFlags } from '../core/access';
+import { isFault } from '../core/model';
+import type { IOMMUAddressSpace, IOMMUModel, MsiMessage, TranslateResult } from '../core/model';
+import type { IOMMUNotifier, NotifierHandle, NotifierList } from '../core/notifier-list';
+import type { IOMMUEventType, IOMMUTLBEvent } from '../core/tlb-entry';
+import { dmaRead, dmaWrite } from '../memory/dma';
+import type { DmaReadResult, DmaResult } from '../memory/dma';
+import type { GuestMemory } from '../memory/guest-memory';
+import { modelFactory } from './models';
+import type { ModelFactory } from './models';
+import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent } from './types';
+import { formatEvent, formatHeader } from './writer';
+
+/** Options of a TraceRecorder. */
+export interface TraceRecorderOptions {
+  /** The emulator's guest RAM. The recorder only reads it, except for the writes the model and DMA make. */
+  memory: GuestMemory;
+  /** Guest RAM regions, for the header (a replay starts them zero-filled). */
+  ram: ReadonlyArray<{ base: number | bigint; size: number | bigint }>;
+  /** Trace-v1 model name (`intel-vtd`, ...). */
+  model: string;
+  /** The model's options, written to the header and given to the factory. */
+  config: Record<string, unknown>;
+  /** Builds the model; default: the replayer's registry (`modelFactory(model)`), so replay builds the same model. */
+  createModel?: ModelFactory;
+  /** Receives each trace line, without newline (for a file: `(l) => traceWriter.line(l)`). */
+  write: (line: string) => void;
+  /** Header `source`. */
+  source?: string;
+}
+
+/** Counters of a recording. */
+export interface TraceRecorderStats {
+  /** Lines written, header included. */
+  lines: number;
+  /** `mem.write` lines written, and the bytes they carry. */
+  memWrites: number;
+  memWriteBytes: number;
+  /** Pages with a shadow (4 KiB each). */
+  shadowPages: number;
+}
+
+/** A notifier registered through the recorder: disposing it records `notifier.del`. */
+export interface RecordedNotifierHandle extends NotifierHandle {
+  /** The trace id of the listener. */
+  readonly traceId: string;
+}
+
+/** The recorder's view of an address space: registrations are recorded. */
+export interface RecordingAddressSpace {
+  readonly sid: number;
+  readonly pasid: number | undefined;
+  /** The model's address space (its notifier list, for inspection; do not register on it directly). */
+  readonly inner: IOMMUAddressSpace;
+  /**
+   * Registers `notifier` on the model's address space (which replays current
+   * translations to it, C7) and records `notifier.add` with `id` (default
+   * `n1`, `n2`, ...) and the replayed notifications. A registration the model
+   * refuses is rethrown and not recorded (see `warnings`).
+   */
+  registerNotifier(notifier: IOMMUNotifier, id?: string): RecordedNotifierHandle;
+}
+
+const PAGE = 4096;
+const TYPE_OK: Record<number, true> = { 1: true, 2: true, 4: true };
+
+interface ShadowPage {
+  bytes: Uint8Array;
+  words: Int32Array;
+  /** Operation generation of the last compare with live memory. */
+  gen: number;
+}
+
+/** One operation being recorded: its prerequisite writes, its line, what it caused. */
+interface OpRecord {
+  pre: string[];
+  post: string[];
+}
+
+/**
+ * Records a trace of a live IOMMU model. Drive the model only through the
+ * recorder (its methods mirror IOMMUModel's plus DMA); `model` is exposed for
+ * inspection.
+ */
+export class TraceRecorder {
+  /** The model, built over `memory` (the recorder's wrapper). */
+  readonly model: IOMMUModel;
+  /** The wrapping GuestMemory the model uses. */
+  readonly memory: GuestMemory;
+  readonly stats: TraceRecorderStats = { lines: 0, memWrites: 0, memWriteBytes: 0, shadowPages: 0 };
+  /** What the trace could not express faithfully (nesting, refused registrations). */
+  readonly warnings: string[] = [];
+
+  private readonly live: GuestMemory;
+  private readonly out: (line: string) => void;
+  private readonly shadows = new Map<number, ShadowPage>();
+  private gen = 1;
+  /** The operation being recorded (undefined between operations). */
+  private op: OpRecord | undefined;
+  private readonly notifies: string[] = [];
+  private readonly msis: string[] = [];
+  private readonly spaces = new Map<string, RecordingAddressSpace>();
+  private readonly ids = new Set<string>();
+  private readonly handles = new WeakMap<RecordedNotifierHandle, { inner: NotifierHandle; list: NotifierList }>();
+  private nextId = 1;
+  /** Scratch page for compares. */
+  private readonly scratch = new Uint8Array(PAGE);
+  private readonly scratchWords = new Int32Array(this.scratch.buffer);
+  private readonly translateFor = new Map<string, (iova: bigint, write: boolean) => TranslateResult>();
+
+  constructor(options: TraceRecorderOptions) {
+    this.live = options.memory;
+    this.out = options.write;
+    this.memory = new RecordingMemory(this, options.memory);
+    const factory = options.createModel ?? modelFactory(options.model);
+    this.model = factory(options.config, this.memory);
+    this.model.events.on('msi', (m: MsiMessage) => this.onMsi(m));
+    const header: TraceHeader = {
+      trace: 'viommu',
+      version: 1,
+      model: options.model,
+      config: options.config,
+      ram: options.ram.map((r) => ({ base: BigInt(r.base), size: BigInt(r.size) })),
+    };
+    if (options.source !== undefined) header.source = options.source;
+    this.emit(formatHeader(header));
+  }
+
+  /** Guest write of a register (`mmio.write`). */
+  mmioWrite(reg: number, size: 4 | 8, value: bigint): void {
+    this.run(() => this.model.mmioWrite(reg, size, value), () => ({ op: 'mmio.write', line: 0, reg, size, value }));
+  }
+
+  /** Guest read of a register (`mmio.read` with `expect`). */
+  mmioRead(reg: number, size: 4 | 8): bigint {
+    let v = 0n;
+    this.run(() => { v = this.model.mmioRead(reg, size); }, () => ({ op: 'mmio.read', line: 0, reg, size, expect: v }));
+    return v;
+  }
+
+  /** One translation as a device requests it (`translate` with `expect`). */
+  translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
+    let t: TranslateResult | undefined;
+    this.run(() => { t = this.model.translate(sid, iova, access, pasid); }, () => {
+      const ev: TranslateEvent = { op: 'translate', line: 0, sid, iova, access };
+      if (pasid !== undefined) ev.pasid = pasid;
+      if (t !== undefined) {
+        ev.expect = isFault(t) ? { fault: true } : { translated: t.translatedAddr & ~t.addrMask, mask: t.addrMask, perm: t.perm };
+      }
+      return ev;
+    });
+    return t!;
+  }
+
+  /** A device reads `len` bytes at `iova` through the IOMMU (`dma.read` with `expect`), page by page as trace v1 says. */
+  dmaRead(sid: number, iova: bigint, len: number, pasid?: number): DmaReadResult {
+    let r: DmaReadResult | undefined;
+    this.run(() => { r = dmaRead(this.memory, this.translator(sid, pasid), iova, len); }, () => {
+      const ev: DmaReadEvent = { op: 'dma.read', line: 0, sid, iova, len };
+      if (pasid !== undefined) ev.pasid = pasid;
+      if (r !== undefined) ev.expect = r.faulted ? 'fault' : r.data;
+      return ev;
+    });
+    return r!;
+  }
+
+  /** A device writes `data` at `iova` through the IOMMU (`dma.write` with `expect`). */
+  dmaWrite(sid: number, iova: bigint, data: Uint8Array, pasid?: number): DmaResult {
+    let r: DmaResult | undefined;
+    this.run(() => { r = dmaWrite(this.memory, this.translator(sid, pasid), iova, data); }, () => {
+      const ev: DmaWriteEvent = { op: 'dma.write', line: 0, sid, iova, data };
+      if (pasid !== undefined) ev.pasid = pasid;
+      if (r !== undefined) ev.expect = r.faulted ? 'fault' : 'ok';
+      return ev;
+    });
+    return r!;
+  }
+
+  /**
+   * Records a `view.expect` for a listener registered through the recorder:
+   * its view now (what its MAP and UNMAP notifications add up to, as the
+   * model's notifier list tracks it), a checkpoint for the replay.
+   */
+  expectView(handle: RecordedNotifierHandle): void {
+    const st = this.handles.get(handle);
+    if (st === undefined || !st.inner.registered) throw new Error(`TraceRecorder: expectView of a listener that is not registered`);
+    const entries = st.list.view(st.inner).map((e) => ({ iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm }));
+    this.run(() => {}, () => ({ op: 'view.expect', line: 0, id: handle.traceId, entries }));
+  }
+
+  /** The recording view of the address space of `sid` (and PASID). */
+  addressSpace(sid: number, pasid?: number): RecordingAddressSpace {
+    const key = `${sid}/${pasid ?? ''}`;
+    let as = this.spaces.get(key);
+    if (as === undefined) {
+      const inner = this.model.addressSpace(sid, pasid);
+      as = {
+        sid, pasid, inner,
+        registerNotifier: (notifier, id) => this.register(inner, sid, notifier, id),
+      };
+      this.spaces.set(key, as);
+    }
+    return as;
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private translator(sid: number, pasid: number | undefined): (iova: bigint, write: boolean) => TranslateResult {
+    const key = `${sid}/${pasid ?? ''}`;
+    let f = this.translateFor.get(key);
+    if (f === undefined) {
+      const model = this.model;
+      f = (iova, write) => model.translate(sid, iova, write ? IOMMUAccessFlags.WO : IOMMUAccessFlags.RO, pasid);
+      this.translateFor.set(key, f);
+    }
+    return f;
+  }
+
+  private register(inner: IOMMUAddressSpace, sid: number, notifier: IOMMUNotifier, id: string | undefined): RecordedNotifierHandle {
+    let traceId = id;
+    if (traceId === undefined) {
+      do traceId = `n${this.nextId++}`; while (this.ids.has(traceId));
+    } else if (this.ids.has(traceId)) {
+      throw new Error(`TraceRecorder: listener id "${traceId}" is already registered`);
+    }
+    const tid = traceId;
+    let innerHandle: NotifierHandle | undefined;
+    const recorder = this;
+    const handle: RecordedNotifierHandle = {
+      traceId: tid,
+      get id() { return innerHandle?.id ?? -1; },
+      notifier,
+      get registered() { return innerHandle?.registered ?? false; },
+      dispose() {
+        if (innerHandle === undefined || !innerHandle.registered) return;
+        recorder.unregister(tid, innerHandle);
+      },
+    };
+    const wrapped: IOMMUNotifier = {
+      flags: notifier.flags,
+      start: notifier.start,
+      end: notifier.end,
+      notify: (event: IOMMUTLBEvent) => {
+        this.onNotify(tid, event);
+        notifier.notify(event, handle);
+      },
+    };
+    if (notifier.iommuIdx !== undefined) wrapped.iommuIdx = notifier.iommuIdx;
+    let refused: unknown;
+    const ev: TraceEvent = { op: 'notifier.add', line: 0, id: tid, sid, flags: notifier.flags, start: notifier.start, end: notifier.end };
+    this.run(() => {
+      try {
+        innerHandle = inner.registerNotifier(wrapped);
+      } catch (e) {
+        refused = e;
+      }
+    }, () => (refused === undefined ? ev : undefined));
+    if (refused !== undefined) {
+      this.warnings.push(`listener "${tid}" (sid ${hex(sid)}) was refused by the model and not recorded: ${refused instanceof Error ? refused.message : String(refused)}`);
+      throw refused;
+    }
+    this.ids.add(tid);
+    this.handles.set(handle, { inner: innerHandle!, list: inner.notifiers });
+    return handle;
+  }
+
+  private unregister(id: string, inner: NotifierHandle): void {
+    inner.dispose();
+    this.ids.delete(id);
+    const line = formatEvent({ op: 'notifier.del', line: 0, id });
+    if (this.op !== undefined) {
+      this.warnings.push(`listener "${id}" was removed during an operation; its notifier.del follows that operation's lines`);
+      this.op.post.push(line);
+    } else {
+      this.emit(line);
+    }
+  }
+
+  private onNotify(id: string, event: IOMMUTLBEvent): void {
+    const e = event.entry;
+    if (!TYPE_OK[event.type]) return;
+    const line = formatEvent({
+      op: 'notify', line: 0, id, type: event.type as IOMMUEventType,
+      iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm,
+    });
+    if (this.op !== undefined) this.notifies.push(line);
+    else {
+      this.warnings.push(`listener "${id}" was notified outside any recorded operation (the model was driven directly)`);
+      this.emit(line);
+    }
+  }
+
+  private onMsi(m: MsiMessage): void {
+    const line = formatEvent({ op: 'msi.expect', line: 0, addr: m.address, data: m.data });
+    if (this.op !== undefined) this.msis.push(line);
+    else {
+      this.warnings.push('the model sent an MSI outside any recorded operation (the model was driven directly)');
+      this.emit(line);
+    }
+  }
+
+  /**
+   * Runs one recorded operation: `body` calls the model; `describe` gives the
+   * op's event (undefined: no line) once it returned. Lines: the guest writes
+   * the operation made observable, the op, its notifications, its MSIs.
+   */
+  private run(body: () => void, describe: () => TraceEvent | undefined): void {
+    if (this.op !== undefined) {
+      // Nested (from a callback): performed at once, lines after the outer op's.
+      this.warnings.push('a recorded operation was started from inside another one (notifier or MSI callback); its lines follow the outer operation');
+      const outer = this.op;
+      const n0 = this.notifies.length;
+      const m0 = this.msis.length;
+      try {
+        body();
+      } finally {
+        const ev = describe();
+        if (ev !== undefined) outer.post.push(formatEvent(ev));
+        outer.post.push(...this.notifies.splice(n0), ...this.msis.splice(m0));
+      }
+      return;
+    }
+    const op: OpRecord = { pre: [], post: [] };
+    this.op = op;
+    this.gen++;
+    try {
+      body();
+    } finally {
+      this.op = undefined;
+      for (const l of op.pre) this.emit(l);
+      const ev = describe();
+      if (ev !== undefined) this.emit(formatEvent(ev));
+      if (this.notifies.length) { for (const l of this.notifies) this.emit(l); this.notifies.length = 0; }
+      if (this.msis.length) { for (const l of this.msis) this.emit(l); this.msis.length = 0; }
+      for (const l of op.post) this.emit(l);
+    }
+  }
+
+  private emit(line: string): void {
+    this.stats.lines++;
+    this.out(line);
+  }
+
+  /** Last page compared, to skip the map for runs of accesses to one page (PTE words, queue entries). */
+  private lastPfn = -1;
+  private lastPage: ShadowPage | undefined;
+
+  /**
+   * Called before any access through the wrapper to [gpa, gpa + len): brings
+   * every page it touches in line with the shadow, emitting the difference.
+   * @internal
+   */
+  touch(gpa: number, len: number): void {
+    if (!(gpa >= 0) || !Number.isSafeInteger(gpa) || len <= 0) return;
+    const first = Math.floor(gpa / PAGE);
+    const last = Math.floor((gpa + len - 1) / PAGE);
+    for (let pfn = first; pfn <= last; pfn++) {
+      if (pfn === this.lastPfn && this.lastPage!.gen === this.gen) continue;
+      this.sync(pfn);
+    }
+  }
+
+  /** Mirrors a write the model or a DMA made (it succeeded on live memory) into the shadow. @internal */
+  wrote(gpa: number, src: Uint8Array): void {
+    let done = 0;
+    while (done < src.length) {
+      const a = gpa + done;
+      const pfn = Math.floor(a / PAGE);
+      const off = a - pfn * PAGE;
+      const n = Math.min(src.length - done, PAGE - off);
+      const page = this.shadows.get(pfn);
+      // touch() ran before the write, so the page has a shadow.
+      if (page !== undefined) page.bytes.set(src.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  private sync(pfn: number): void {
+    let page = this.shadows.get(pfn);
+    if (page === undefined) {
+      const buf = new ArrayBuffer(PAGE);
+      page = { bytes: new Uint8Array(buf), words: new Int32Array(buf), gen: 0 };
+      this.shadows.set(pfn, page);
+      this.stats.shadowPages++;
+    }
+    this.lastPfn = pfn;
+    this.lastPage = page;
+    if (page.gen === this.gen) return;
+    page.gen = this.gen;
+    const live = this.scratch;
+    const base = pfn * PAGE;
+    if (!this.live.read(base, live)) {
+      // A page only partly RAM (a region edge): byte by byte, zeros where nothing is.
+      const one = new Uint8Array(1);
+      for (let i = 0; i < PAGE; i++) live[i] = this.live.read(base + i, one) ? one[0]! : 0;
+    }
+    const shadow = page.bytes;
+    if (Buffer.compare(live, shadow) === 0) return;
+    // Runs of differing 32-bit words; runs closer than 16 bytes are merged (fewer lines).
+    const lw = this.scratchWords;
+    const sw = page.words;
+    const WORDS = PAGE / 4;
+    let i = 0;
+    while (i < WORDS) {
+      if (lw[i] === sw[i]) { i++; continue; }
+      const start = i;
+      let end = i + 1;
+      for (let j = end; j < WORDS && j - end < 4; j++) if (lw[j] !== sw[j]) end = j + 1;
+      // Trim to the bytes that differ.
+      let a = start * 4;
+      let b = end * 4;
+      while (live[a] === shadow[a]) a++;
+      while (live[b - 1] === shadow[b - 1]) b--;
+      const data = live.slice(a, b);
+      shadow.set(data, a);
+      this.stats.memWrites++;
+      this.stats.memWriteBytes += data.length;
+      const line = formatEvent({ op: 'mem.write', line: 0, gpa: BigInt(base + a), data });
+      if (this.op !== undefined) this.op.pre.push(line);
+      else this.emit(line);
+      i = end;
+    }
+  }
+}
+
+function hex(n: number): string {
+  return '0x' + n.toString(16);
+}
+
+/** The GuestMemory the model sees: every access first syncs the pages it touches; writes are mirrored. */
+class RecordingMemory implements GuestMemory {
+  constructor(private readonly rec: TraceRecorder, private readonly live: GuestMemory) {}
+
+  read(gpa: number, dst: Uint8Array): boolean {
+    this.rec.touch(gpa, dst.length);
+    return this.live.read(gpa, dst);
+  }
+
+  write(gpa: number, src: Uint8Array): boolean {
+    this.rec.touch(gpa, src.length);
+    const ok = this.live.write(gpa, src);
+    if (ok) this.rec.wrote(gpa, src);
+    return ok;
+  }
+
+  readU32(gpa: number): number {
+    this.rec.touch(gpa, 4);
+    return this.live.readU32(gpa);
+  }
+
+  readU64(gpa: number): bigint | undefined {
+    this.rec.touch(gpa, 8);
+    return this.live.readU64(gpa);
+  }
+
+  private readonly b4 = new Uint8Array(4);
+  private readonly b8 = new Uint8Array(8);
+
+  writeU32(gpa: number, value: number): boolean {
+    const b = this.b4;
+    new DataView(b.buffer).setUint32(0, value >>> 0, true);
+    return this.write(gpa, b);
+  }
+
+  writeU64(gpa: number, value: bigint): boolean {
+    const b = this.b8;
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+    return this.write(gpa, b);
+  }
+}
