@@ -38,6 +38,13 @@ export type IOMMUModelEvents = {
   fault: (fault: IOMMUFault) => void;
   /** The model met a guest error it handled without a guest-visible fault (logged, as QEMU's error_report). */
   guestError: (message: string) => void;
+  /**
+   * A notifier sync of the address space of `sid` stopped before the
+   * listeners' views matched the tables (a walk over its work bound, from a
+   * hostile guest): they may hold stale or miss entries until the next
+   * invalidation succeeds (C9 does not hold meanwhile).
+   */
+  syncIncomplete: (sid: number, reason: string) => void;
 };
 
 /**

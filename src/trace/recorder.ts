@@ -464,14 +464,7 @@ export class TraceRecorder {
     }
   }
 
-  /**
-   * Mirrors a write the model or a DMA made (it succeeded on live memory)
-   * into the pages that have a shadow. A page without one keeps none: the
-   * IOMMU never read it, and should it read it later the compare with an
-   * all-zero shadow writes what it holds then (the written bytes included,
-   * which the replay then writes twice: same state, no shadow until needed).
-   * @internal
-   */
+  /** Mirrors a write the model or a DMA made (it succeeded on live memory) into the shadow. @internal */
   wrote(gpa: number, src: Uint8Array): void {
     let done = 0;
     while (done < src.length) {
@@ -479,6 +472,7 @@ export class TraceRecorder {
       const pfn = Math.floor(a / PAGE);
       const off = a - pfn * PAGE;
       const n = Math.min(src.length - done, PAGE - off);
+      // touch() ran before the write, so the page has a shadow.
       const page = pfn === this.lastPfn ? this.lastPage : this.shadows.get(pfn);
       if (page !== undefined) page.bytes.set(src.subarray(done, done + n), off);
       done += n;
@@ -536,7 +530,7 @@ function hex(n: number): string {
   return '0x' + n.toString(16);
 }
 
-/** The GuestMemory the model sees: every read first syncs the pages it touches; writes are mirrored. */
+/** The GuestMemory the model sees: every access first syncs the pages it touches; writes are mirrored. */
 class RecordingMemory implements GuestMemory {
   constructor(private readonly rec: TraceRecorder, private readonly live: GuestMemory) {}
 
@@ -546,7 +540,8 @@ class RecordingMemory implements GuestMemory {
   }
 
   write(gpa: number, src: Uint8Array): boolean {
-    // No sync: a write observes nothing, so guest writes to the rest of the page can wait for the next read.
+    // Synced first like a read, so that the guest's earlier writes to the page keep their place before this operation.
+    this.rec.touch(gpa, src.length);
     const ok = this.live.write(gpa, src);
     if (ok) this.rec.wrote(gpa, src);
     return ok;

@@ -218,6 +218,8 @@ export class Replayer implements TraceHandler {
   private eventCount = 0;
   private mismatchCount = 0;
   private violationCount = 0;
+  /** The listener whose registration (and replay, C7) is under way. */
+  private registering: Listener | undefined;
   private readonly mismatches: ReplayMismatch[] = [];
   private readonly violations: ReplayViolation[] = [];
   private readonly maxReported: number;
@@ -267,6 +269,16 @@ export class Replayer implements TraceHandler {
         if (this.msiQueue.length >= MAX_PENDING) this.unexpectedMsi(this.msiQueue.shift()!);
         this.msiQueue.push({ msi: { address: msi.address, data: msi.data }, line: this.line, op: this.currentOp });
         if (this.record) this.recMsis.push({ address: msi.address, data: msi.data });
+      });
+      // A sync the model had to abandon (a hostile guest's tables over the
+      // walk bound) leaves the listeners of that device possibly stale: C9
+      // does not hold, so it is reported against each of them.
+      this.model.events.on('syncIncomplete', (sid: number, reason: string) => {
+        const names = [...this.listeners.values(), ...(this.registering ? [this.registering] : [])]
+          .filter((l) => l.sid === sid).map((l) => l.id);
+        for (const id of names.length ? names : [undefined]) {
+          this.violation(this.line, 'C9', id, undefined, `sid ${hex(sid)}: notifier sync abandoned, the view may be stale: ${reason}`);
+        }
       });
     }
     this.record?.(formatHeader(h));
@@ -600,6 +612,7 @@ export class Replayer implements TraceHandler {
       flags: ev.flags, start: ev.start, end: ev.end,
       notify: (event: IOMMUTLBEvent) => this.received(pending, event),
     };
+    this.registering = pending;
     try {
       pending.handle = as.registerNotifier(notifier);
       this.listeners.set(id, pending);
@@ -609,6 +622,8 @@ export class Replayer implements TraceHandler {
       this.removedHandles.delete(id);
     } catch (e) {
       this.caughtC1(e, ev);
+    } finally {
+      this.registering = undefined;
     }
   }
 

@@ -636,7 +636,7 @@ export class VtdDevice implements IntelVtd {
     this.iqLastDescType = VTD_INV_DESC_NONE;
     this.nextFrcd = 0;
     this.resetCaches();
-    this.safely(() => this.unmapAllSpaces());
+    this.unmapAllSpaces();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -919,7 +919,7 @@ export class VtdDevice implements IntelVtd {
 
   private syncSpace(as: VtdAddressSpace, ctx: VtdContext, start: bigint, end: bigint): void {
     if (start > end) return;
-    this.safely(() => as.notifiers.sync(start, end, this.walker(ctx)));
+    this.safely(as, () => as.notifiers.sync(start, end, this.walker(ctx)));
   }
 
   /** The page-table walker of a context for the notifier list, within both budgets. */
@@ -939,19 +939,26 @@ export class VtdDevice implements IntelVtd {
 
   private unmapSpace(as: VtdAddressSpace): void {
     // Clipped to 2^aw - 1 as vtd_address_space_unmap does.
-    this.safely(() => as.notifiers.unmapAll(0n, this.hawMask));
+    this.safely(as, () => as.notifiers.unmapAll(0n, this.hawMask));
   }
 
   private unmapAllSpaces(): void {
     for (const as of this.spaces) if (as.notifiers.handles.length > 0) this.unmapSpace(as);
   }
 
-  /** Runs a notification step; a walk over budget or a contract violation stops that step only. */
-  private safely(step: () => void): void {
+  /**
+   * Runs a notification step of address space `as`; a walk over budget or a
+   * contract violation stops that step only (never an exception out of a
+   * register write). An abandoned sync is reported as `syncIncomplete`.
+   */
+  private safely(as: VtdAddressSpace, step: () => void): void {
     try {
       step();
     } catch (e) {
-      if (e instanceof VtdWalkLimitError) this.guestError(`${e.message}; notifier sync abandoned`);
+      if (e instanceof VtdWalkLimitError) {
+        this.guestError(`${e.message}; notifier sync abandoned`);
+        this.events.emit('syncIncomplete', as.sid, e.message);
+      }
       else if (e instanceof ContractViolation) this.guestError(`notifier contract violation (${e.rule}): ${e.message}`);
       else throw e;
     }
@@ -977,7 +984,7 @@ export class VtdDevice implements IntelVtd {
     if (notifier.flags & IOMMUNotifierFlag.MAP) {
       const ctx = this.currentContext(as);
       const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
-      this.safely(() => as.notifiers.replay(handle, walk));
+      this.safely(as, () => as.notifiers.replay(handle, walk));
     }
     return handle;
   }
