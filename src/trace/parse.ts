@@ -114,6 +114,11 @@ const EVENT_TYPES: Record<string, IOMMUEventType> = {
   MAP: IOMMUNotifierFlag.MAP, UNMAP: IOMMUNotifierFlag.UNMAP, DEVIOTLB_UNMAP: IOMMUNotifierFlag.DEVIOTLB_UNMAP,
 };
 
+/** The event type of a trace name, looked up in EVENT_TYPES' own keys only (never `constructor`, `toString`, ...). */
+function eventType(name: string): IOMMUEventType | undefined {
+  return Object.hasOwn(EVENT_TYPES, name) ? EVENT_TYPES[name] : undefined;
+}
+
 function parseJson(text: string, line: number): Json {
   let o: unknown;
   try {
@@ -214,7 +219,7 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
       if (!Array.isArray(fl)) f.fail(`field "flags" must be a list of MAP, UNMAP, DEVIOTLB_UNMAP, got ${show(fl)}`);
       let flags = 0;
       for (const name of fl) {
-        const bit = typeof name === 'string' ? EVENT_TYPES[name] : undefined;
+        const bit = typeof name === 'string' ? eventType(name) : undefined;
         if (bit === undefined) f.fail(`unknown flag ${show(name)} (MAP, UNMAP, DEVIOTLB_UNMAP)`);
         flags |= bit;
       }
@@ -225,7 +230,7 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
     case 'notify': {
       const id = f.str('id');
       const t = f.o['type'];
-      const type = typeof t === 'string' ? EVENT_TYPES[t] : undefined;
+      const type = typeof t === 'string' ? eventType(t) : undefined;
       if (type === undefined) f.fail(`field "type" must be MAP, UNMAP or DEVIOTLB_UNMAP, got ${show(t)}`);
       return {
         op, line, id, type, iova: f.hex('iova'), mask: f.hex('mask'), translated: f.hex('translated'), perm: f.perm('perm'),
