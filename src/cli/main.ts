@@ -171,7 +171,15 @@ async function replayCommand(argv: string[], io: CliIo, check: boolean): Promise
     return 2;
   }
   const bar = io.stderr.isTTY && size >= PROGRESS_MIN_BYTES ? new ProgressBar(io.stderr, size) : undefined;
-  const writer = args.record !== undefined ? new TraceWriter(args.record) : undefined;
+  let writer: TraceWriter | undefined;
+  if (args.record !== undefined) {
+    try {
+      writer = await TraceWriter.open(args.record);
+    } catch (e) {
+      io.stderr.write(`viommu: cannot write ${args.record}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+      return 2;
+    }
+  }
   let report: ReplayReport;
   try {
     report = await replayTrace(args.file, {
@@ -180,12 +188,14 @@ async function replayCommand(argv: string[], io: CliIo, check: boolean): Promise
     });
   } catch (e) {
     bar?.clear();
-    await writer?.close().catch(() => undefined);
+    await writer?.abandon();
     io.stderr.write(`viommu: cannot read ${args.file}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 2;
   }
   bar?.clear();
-  if (writer) {
+  if (writer && report.malformed) {
+    await writer.abandon(); // nothing past a malformed line is replayed: no half trace is left behind
+  } else if (writer) {
     try {
       await writer.close();
     } catch (e) {

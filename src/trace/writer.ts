@@ -4,6 +4,7 @@
  * hex, so that the same run always produces the same bytes.
  */
 import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import type { WriteStream } from 'node:fs';
 import { createGzip } from 'node:zlib';
 import type { Gzip } from 'node:zlib';
@@ -120,21 +121,44 @@ export function formatEvent(ev: TraceEvent): string {
  * Writes a trace to a file (gzip-compressed when the name ends in `.gz`),
  * buffering lines; `close()` flushes and resolves when the file is complete.
  */
+/**
+ * Writes a trace file. The lines go to a temporary file beside `path`, which
+ * replaces `path` only when `close()` succeeds: a failed run never leaves a
+ * truncated trace, and `--record` onto the trace being read cannot destroy
+ * it. Gzip-compressed when `path` ends in `.gz`. Open it with
+ * `TraceWriter.open()`, which reports an unwritable path as an error before
+ * anything is replayed.
+ */
 export class TraceWriter {
   private readonly out: WriteStream;
   private readonly sink: WriteStream | Gzip;
+  private readonly tmp: string;
   private buffer: string[] = [];
   private bytes = 0;
+  private error: Error | undefined;
 
-  constructor(path: string) {
-    this.out = createWriteStream(path);
+  private constructor(readonly path: string) {
+    this.tmp = `${path}.${process.pid}.tmp`;
+    this.out = createWriteStream(this.tmp);
+    // An I/O error is kept and reported by close(), never thrown as an unhandled 'error' event.
+    this.out.on('error', (e) => { this.error ??= e; });
     if (path.endsWith('.gz')) {
       const gz = createGzip();
+      gz.on('error', (e) => { this.error ??= e; });
       gz.pipe(this.out);
       this.sink = gz;
     } else {
       this.sink = this.out;
     }
+  }
+
+  /** Creates the writer once its temporary file is open; rejects (with the OS error) when it cannot be. */
+  static open(path: string): Promise<TraceWriter> {
+    const w = new TraceWriter(path);
+    return new Promise((resolve, reject) => {
+      w.out.once('ready', () => resolve(w));
+      w.out.once('error', (e) => reject(e));
+    });
   }
 
   header(h: TraceHeader): void {
@@ -153,7 +177,7 @@ export class TraceWriter {
   }
 
   private flush(): void {
-    if (this.buffer.length === 0) return;
+    if (this.buffer.length === 0 || this.error) return;
     this.sink.write(this.buffer.join('\n') + '\n');
     this.buffer = [];
     this.bytes = 0;
@@ -162,17 +186,35 @@ export class TraceWriter {
   /** Resolves when the output has room again (await it now and then so that memory stays bounded). */
   drained(): Promise<void> {
     const sink = this.sink;
-    if (!sink.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => sink.once('drain', () => resolve()));
+    if (this.error || !sink.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { sink.off('drain', done); this.out.off('error', done); resolve(); };
+      sink.once('drain', done);
+      this.out.once('error', done);
+    });
   }
 
-  /** Flushes and closes; resolves once the file is written. */
-  close(): Promise<void> {
+  /** Flushes, closes and puts the file in place; rejects with the first I/O error (the temporary file is then removed). */
+  async close(): Promise<void> {
     this.flush();
-    return new Promise((resolve, reject) => {
-      this.out.once('error', reject);
-      this.out.once('finish', () => resolve());
-      this.sink.end();
-    });
+    if (!this.error) {
+      await new Promise<void>((resolve) => {
+        this.out.once('close', () => resolve());
+        this.sink.end();
+      });
+    } else {
+      this.out.destroy();
+    }
+    if (this.error) {
+      await rm(this.tmp, { force: true });
+      throw this.error;
+    }
+    await rename(this.tmp, this.path);
+  }
+
+  /** Gives up: closes and removes the temporary file, leaving `path` as it was. */
+  async abandon(): Promise<void> {
+    this.out.destroy();
+    await rm(this.tmp, { force: true });
   }
 }

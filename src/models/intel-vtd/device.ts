@@ -28,7 +28,7 @@ import type { VtdInvDescriptor } from './descriptors';
 import { VtdIotlb } from './iotlb';
 import * as R from './regs';
 import {
-  isContextFault, isQualifiedFault, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
+  isContextFault, isQualifiedFault, refreshPasid, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
 } from './translation';
 import type { VtdContext, VtdLeaf } from './translation';
 
@@ -65,8 +65,6 @@ const VTD_CONTEXT_CACHE_GEN_MAX = 0xffff_ffff;
 const VTD_INTERRUPT_ADDR_FIRST = 0xfee0_0000;
 const VTD_INTERRUPT_ADDR_LAST = 0xfeef_ffff;
 const PCI_NO_PASID_PV = 0xffff;
-/** Fault reason 0x58: QEMU 7.2's catch-all for PASID directory / entry problems. */
-const VTD_FR_PASID_TABLE_INV = 0x58;
 const IOTLB_EVENTS = IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP;
 /** Descriptor type recorded as the last processed one when a read fails (VTD_INV_DESC_NONE). */
 const VTD_INV_DESC_NONE = 0;
@@ -574,9 +572,14 @@ export class VtdDevice implements IntelVtd {
       // directory and entry (FPD, PGTT, AW, SLPTPTR, DID) are read again on
       // every translation that reaches this point. Root and context faults
       // cannot happen on that path (the cached entry stands); PASID ones can.
-      const fresh = resolveContext(this.mem, this.config, this.root, this.rootScalable, sid, pasid);
+      // The PASID directory pointer and RID_PASID are the CACHED entry's
+      // (vtd_ce_get_pasid_fpd and the walk take the cached `ce`): a context
+      // entry rewritten without context-cache invalidation is not seen, even
+      // if its RID_PASID or directory changed (mutation-found, QEMU capture
+      // fixtures/qemu-vtd-extra/sm-stale-context-ridpasid.jsonl).
+      const fresh = refreshPasid(this.mem, this.config, ctx);
       if (!isContextFault(fresh)) ctx = fresh;
-      else if (fresh.reason === VTD_FR_PASID_TABLE_INV) return this.fault(sid, iova, access, fresh.reason, fresh.suppressed, false, 0);
+      else return this.fault(sid, iova, access, fresh.reason, fresh.suppressed, false, 0);
     }
     if (ctx === undefined) {
       const res = resolveContext(this.mem, this.config, this.root, this.rootScalable, sid, pasid);
