@@ -83,6 +83,8 @@ interface WasmApi {
 
 interface SimdHex {
   memory: WasmMemory;
+  /** A view of `memory` (renewed when it grows, which detaches the old buffer). */
+  view: Uint8Array;
   hex: (src: number, dst: number, blocks: number) => void;
 }
 
@@ -94,7 +96,8 @@ function simdHex(): SimdHex | null {
       const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
       if (wasm === undefined) throw new Error('no WebAssembly');
       const inst = new wasm.Instance(new wasm.Module(assembleHexModule()));
-      simd = { memory: inst.exports['mem'] as WasmMemory, hex: inst.exports['hex'] as SimdHex['hex'] };
+      const memory = inst.exports['mem'] as WasmMemory;
+      simd = { memory, view: new Uint8Array(memory.buffer), hex: inst.exports['hex'] as SimdHex['hex'] };
     } catch {
       simd = null;
     }
@@ -115,8 +118,12 @@ function writeHex(enc: SimdHex | null, data: Uint8Array, buf: Buffer, pos: numbe
   // Input at 0, output after it; the memory grows for large payloads (3 bytes per payload byte).
   const out = (n + 15) & ~15;
   const need = out + 2 * n;
-  if (enc.memory.buffer.byteLength < need) enc.memory.grow(Math.ceil((need - enc.memory.buffer.byteLength) / 65536));
-  const mem = new Uint8Array(enc.memory.buffer);
+  let mem = enc.view;
+  if (mem.byteLength < need) {
+    const have = enc.memory.buffer.byteLength;
+    if (have < need) enc.memory.grow(Math.ceil((need - have) / 65536));
+    mem = enc.view = new Uint8Array(enc.memory.buffer);
+  }
   mem.set(data, 0);
   const blocks = n >>> 4;
   enc.hex(0, out, blocks);

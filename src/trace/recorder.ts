@@ -115,6 +115,8 @@ export interface RecordingAddressSpace {
 }
 
 const PAGE = 4096;
+/** Words per block of the page diff's skip (256 bytes). */
+const BLOCK_WORDS = 64;
 const TYPE_OK: Record<number, true> = { 1: true, 2: true, 4: true };
 
 interface ShadowPage {
@@ -161,8 +163,8 @@ export class TraceRecorder {
   private readonly handles = new WeakMap<RecordedNotifierHandle, { inner: NotifierHandle; list: NotifierList }>();
   private nextId = 1;
   /** Scratch page for compares. */
-  private readonly scratch = new Uint8Array(PAGE);
-  private readonly scratchWords = new Int32Array(this.scratch.buffer);
+  private readonly scratch = Buffer.alloc(PAGE);
+  private readonly scratchWords = new Int32Array(this.scratch.buffer, this.scratch.byteOffset, PAGE / 4);
   private readonly translateFor = new Map<string, (iova: bigint, write: boolean) => TranslateResult>();
 
   constructor(options: TraceRecorderOptions) {
@@ -499,14 +501,19 @@ export class TraceRecorder {
       for (let i = 0; i < PAGE; i++) live[i] = this.live.read(base + i, one) ? one[0]! : 0;
     }
     const shadow = page.bytes;
-    if (Buffer.compare(live, shadow) === 0) return;
+    if (live.compare(shadow) === 0) return;
     // Runs of differing 32-bit words; runs closer than 16 bytes are merged (fewer lines).
     const lw = this.scratchWords;
     const sw = page.words;
     const WORDS = PAGE / 4;
     let i = 0;
     while (i < WORDS) {
-      if (lw[i] === sw[i]) { i++; continue; }
+      if (lw[i] === sw[i]) {
+        // Between runs, skip equal 256-byte blocks with one native compare each (a guest write is usually small).
+        if ((i & (BLOCK_WORDS - 1)) === 0 && live.compare(shadow, i * 4, i * 4 + BLOCK_WORDS * 4, i * 4, i * 4 + BLOCK_WORDS * 4) === 0) i += BLOCK_WORDS;
+        else i++;
+        continue;
+      }
       const start = i;
       let end = i + 1;
       for (let j = end; j < WORDS && j - end < 4; j++) if (lw[j] !== sw[j]) end = j + 1;

@@ -218,6 +218,8 @@ export class Replayer implements TraceHandler {
   private eventCount = 0;
   private mismatchCount = 0;
   private violationCount = 0;
+  /** Listeners named in a notify line so far: their notifications are all listed (model traces). */
+  private readonly notifyListed = new Set<string>();
   /** The listener whose registration (and replay, C7) is under way. */
   private registering: Listener | undefined;
   private readonly mismatches: ReplayMismatch[] = [];
@@ -377,6 +379,7 @@ export class Replayer implements TraceHandler {
   /** Ends the replay: checks what only the end can tell (unexpected MSIs, the last notify group) and reports. */
   finish(lines = this.line): ReplayReport {
     if (this.notifyRun !== undefined) this.closeNotifyRun();
+    for (const st of [...this.listeners.values(), ...this.removedHandles.values()]) this.unlisted(st, lines);
     if (this.inMsiRun) this.closeMsiRun();
     for (const q of this.msiQueue.splice(0)) this.unexpectedMsi(q);
     return this.report(lines);
@@ -685,9 +688,24 @@ export class Replayer implements TraceHandler {
           `listener "${id}" received ${got.length} notification(s), the trace expects ${want.length} (compared after a stable sort by iova)`);
       }
     }
-    // What listeners not named in this group received is not checked (traces may check views only).
-    for (const st of this.listeners.values()) { st.received = []; st.overflow = false; }
-    for (const st of this.removedHandles.values()) { st.received = []; st.overflow = false; }
+    // A listener the trace has listed notifications for before is listed
+    // whole: what it received since and the trace does not list is a
+    // mismatch. Listeners never named in a notify line are not checked
+    // here (a trace may check views only, as the vtd-notify scenarios do).
+    for (const id of run.keys()) this.notifyListed.add(id);
+    const firstLine = run.values().next().value?.[0]?.line ?? this.line;
+    for (const st of [...this.listeners.values(), ...this.removedHandles.values()]) {
+      if (!run.has(st.id)) this.unlisted(st, firstLine);
+      st.received = [];
+      st.overflow = false;
+    }
+  }
+
+  /** Notifications a listed listener received that no notify line states. */
+  private unlisted(st: Listener, line: number): void {
+    if (!this.notifyListed.has(st.id) || (st.received.length === 0 && !st.overflow)) return;
+    this.mismatch(line, 'notify', [], st.received.map(describeNotification),
+      `listener "${st.id}" received ${st.overflow ? 'many' : st.received.length} notification(s) the trace does not list`);
   }
 
   private viewExpect(ev: Extract<TraceEvent, { op: 'view.expect' }>): void {
