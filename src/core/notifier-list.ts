@@ -758,6 +758,11 @@ export class NotifierList {
         first = Number(lo >> 12n);
         last = Number(hi >> 12n);
         notes.push(`${this.pC2}: split into aligned 4 KiB-granular chunks covering it`);
+      } else if (e.iova < 0n || e.addrMask < 0n || e.iova + e.addrMask > U64_MAX) {
+        // A MAP that leaves the 64-bit IOVA space states no translation a
+        // host could program; clamping it would map what nobody asked for.
+        drop = true;
+        notes.push(`${this.pC2}: dropped`);
       } else {
         first = Number((lo + 4095n) >> 12n);
         last = Number((hi + 1n) >> 12n) - 1;

@@ -100,6 +100,14 @@ describe('C2 shape', () => {
     expect(log).toHaveLength(0);
     expect(repairs[0]!.delivered).toEqual([]);
   });
+  it('repair: a MAP reaching past the 64-bit IOVA space is dropped, never clamped to the whole space', () => {
+    const { list, log, repairs, h } = setup('repair');
+    list.notify(map(0n, 0n, (1n << 65n) - 1n));
+    list.notify(map(-0x1000n, 0n));
+    expect(log).toHaveLength(0);
+    expect(list.view(h)).toEqual([]);
+    expect(repairs.map((r) => [r.rule, r.delivered.length])).toEqual([['C2', 0], ['C2', 0]]);
+  });
   it('DEVIOTLB_UNMAP is not tracked: a small entry is delivered', () => {
     const { list, seq } = setup('strict', F.DEVIOTLB_UNMAP);
     list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0x800n, 0n, 0x7ffn, 0) });
