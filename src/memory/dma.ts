@@ -26,7 +26,7 @@ export interface DmaReadResult extends DmaResult {
 
 const CHUNK = 4096n;
 const CHUNK_MASK = 4095n;
-const IOVA_LIMIT = 1n << 64n;
+const IOVA_MASK = (1n << 64n) - 1n;
 const GPA_LIMIT = 2n ** 53n;
 
 /**
@@ -35,7 +35,8 @@ const GPA_LIMIT = 2n ** 53n;
  * `dma.write`; QEMU's memory core translates the same way and does not stop at
  * a faulting page: shared/reference/qemu-7.2-findings.md "DMA semantics").
  * `visit` gets the guest-physical address of the chunk, or undefined when it
- * faulted. Bytes at or above 2^64 have no IOVA: their chunk counts as faulted.
+ * faulted. IOVAs are 64-bit (QEMU's hwaddr): a DMA that runs past 2^64 - 1
+ * wraps around to IOVA 0, as the device's address arithmetic does.
  */
 function eachChunk(
   translate: DmaTranslate, iova: bigint, len: number, write: boolean, result: DmaResult,
@@ -46,10 +47,7 @@ function eachChunk(
   while (offset < len) {
     const n = Math.min(len - offset, Number(CHUNK - (cur & CHUNK_MASK)));
     let gpa: number | undefined;
-    if (cur >= IOVA_LIMIT) {
-      result.faulted = true;
-      result.faultIovas.push(cur);
-    } else {
+    {
       const t = translate(cur, write);
       // A translation whose permission lacks the access fails too: QEMU's
       // memory core checks iotlb.perm and sends the access to unassigned memory.
@@ -65,7 +63,7 @@ function eachChunk(
     }
     visit(gpa, offset, n);
     offset += n;
-    cur += BigInt(n);
+    cur = (cur + BigInt(n)) & IOVA_MASK;
   }
 }
 

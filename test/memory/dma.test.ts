@@ -109,13 +109,17 @@ describe('dmaRead / dmaWrite (trace-v1 partial semantics)', () => {
     expect(got.every((x) => x === 0x11)).toBe(true);
   });
 
-  test('a DMA that crosses the top of the 64-bit IOVA space: bytes past 2^64 fault', () => {
+  test('a DMA that crosses the top of the 64-bit IOVA space wraps to IOVA 0 (64-bit address arithmetic)', () => {
     const ram = new SparseRam([{ base: 0, size: 0x10000 }]);
+    ram.write(0x1ff0, new Uint8Array(0x10).fill(0xaa));
+    ram.write(0x3000, new Uint8Array(0x10).fill(0xbb));
     const top = (1n << 64n) - 0x1000n;
-    const { translate } = pageTable({ [Number(top >> 12n)]: { gpa: 0x1000, perm: 3 } });
-    const r = dmaRead(ram, translate, top + 0xff0n, 0x20);
-    expect(r.faulted).toBe(true);
-    expect(r.faultIovas).toEqual([1n << 64n]);
+    const mapped = pageTable({ [Number(top >> 12n)]: { gpa: 0x1000, perm: 3 }, 0: { gpa: 0x3000, perm: 3 } });
+    const r = dmaRead(ram, mapped.translate, top + 0xff0n, 0x20);
+    expect(r.faulted).toBe(false);
+    expect([...r.data]).toEqual([...new Array(0x10).fill(0xaa), ...new Array(0x10).fill(0xbb)]);
+    const unmapped = pageTable({ [Number(top >> 12n)]: { gpa: 0x1000, perm: 3 } });
+    expect(dmaRead(ram, unmapped.translate, top + 0xff0n, 0x20).faultIovas).toEqual([0n]);
   });
 
   test('zero-length DMA translates nothing', () => {
