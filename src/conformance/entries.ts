@@ -16,8 +16,8 @@ export interface KitEntry {
   perm: number;
 }
 
-/** A maximal run of the function IOVA -> (address, perm). */
-interface Run { start: bigint; end: bigint; xlat: bigint; perm: number }
+import { appendRun, firstDifference } from '../core/runs';
+import type { TranslationRun } from '../core/runs';
 
 export class EntrySet {
   private list: KitEntry[] = [];
@@ -63,16 +63,12 @@ export class EntrySet {
   }
 
   /** Maximal runs of the translation, clipped to [lo, hi]. */
-  runs(lo: bigint, hi: bigint): Run[] {
-    const out: Run[] = [];
+  runs(lo: bigint, hi: bigint): TranslationRun[] {
+    const out: TranslationRun[] = [];
     for (const e of this.list) {
       if (e.last < lo || e.iova > hi) continue;
       const start = e.iova < lo ? lo : e.iova;
-      const end = e.last > hi ? hi : e.last;
-      const xlat = e.xlat + (start - e.iova);
-      const prev = out[out.length - 1];
-      if (prev && prev.end + 1n === start && prev.perm === e.perm && prev.xlat + (start - prev.start) === xlat) prev.end = end;
-      else out.push({ start, end, xlat, perm: e.perm });
+      appendRun(out, start, e.last > hi ? hi : e.last, e.xlat + (start - e.iova), e.perm);
     }
     return out;
   }
@@ -89,29 +85,6 @@ function hex(v: bigint): string {
 }
 
 const PERM = ['none', 'r', 'w', 'rw'];
-
-/** Describes where two translations (run lists) first differ; undefined when they are equal. */
-export function firstDifference(want: readonly Run[], got: readonly Run[]): string | undefined {
-  const n = Math.max(want.length, got.length);
-  for (let i = 0; i < n; i++) {
-    const a = want[i];
-    const b = got[i];
-    let at: bigint;
-    if (a === undefined) at = b!.start;
-    else if (b === undefined) at = a.start;
-    else if (a.start !== b.start) at = a.start < b.start ? a.start : b.start;
-    else if (a.xlat !== b.xlat || a.perm !== b.perm) at = a.start;
-    else if (a.end !== b.end) at = (a.end < b.end ? a.end : b.end) + 1n;
-    else continue;
-    const say = (runs: readonly Run[]) => {
-      const r = runs.find((x) => x.start <= at && at <= x.end);
-      return r ? `${hex(r.xlat + (at - r.start))} ${PERM[r.perm]}` : 'nothing';
-    };
-    return `at iova ${hex(at)}: expected ${say(want)}, got ${say(got)}`;
-  }
-  return undefined;
-}
-
 /** Compares two sets inside [lo, hi]. */
 export function diffSets(want: EntrySet, got: EntrySet, lo: bigint, hi: bigint): string | undefined {
   return firstDifference(want.runs(lo, hi), got.runs(lo, hi));

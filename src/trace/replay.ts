@@ -9,6 +9,8 @@
  * a violating notification does not change the view.
  */
 import { IOMMUAccessFlags, permToString } from '../core/access';
+import { appendRun, firstDifference } from '../core/runs';
+import type { TranslationRun } from '../core/runs';
 import { ContractViolation } from '../core/errors';
 import type { ContractRule } from '../core/errors';
 import { isFault } from '../core/model';
@@ -123,50 +125,15 @@ function describeNotification(n: { type: number; entry: TraceEntry }): string {
   return `${TYPE_NAME[n.type] ?? n.type} ${hex(e.iova)}/${hex(e.mask)} -> ${hex(e.translated)} ${permToString(e.perm)}`;
 }
 
-/** A translation as maximal runs: [start, end] (inclusive) -> translated start, perm. */
-interface Run { start: bigint; end: bigint; xlat: bigint; perm: number }
-
 /**
  * Normalises entries into maximal runs of the function IOVA -> (address,
- * perm), so that entries split or merged differently compare equal. Cost is
- * per entry, never per page. Entries with perm NONE are not translations.
+ * perm) (core/runs). Entries with perm NONE are not translations.
  */
-function toRuns(entries: readonly TraceEntry[]): Run[] {
+function toRuns(entries: readonly TraceEntry[]): TranslationRun[] {
   const sorted = entries.filter((e) => e.perm !== 0).slice().sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
-  const runs: Run[] = [];
-  for (const e of sorted) {
-    const end = e.iova + e.mask;
-    const xlat = e.translated;
-    const last = runs[runs.length - 1];
-    if (last && last.end + 1n === e.iova && last.perm === e.perm && last.xlat + (e.iova - last.start) === xlat) {
-      last.end = end;
-    } else {
-      runs.push({ start: e.iova, end, xlat, perm: e.perm });
-    }
-  }
+  const runs: TranslationRun[] = [];
+  for (const e of sorted) appendRun(runs, e.iova, e.iova + e.mask, e.translated, e.perm);
   return runs;
-}
-
-/** The first IOVA where two run lists (maximal, so equal functions give equal lists) differ, described; undefined when equal. */
-function firstDifference(want: Run[], got: Run[]): string | undefined {
-  const n = Math.max(want.length, got.length);
-  for (let i = 0; i < n; i++) {
-    const a = want[i];
-    const b = got[i];
-    let at: bigint;
-    if (a === undefined) at = b!.start;
-    else if (b === undefined) at = a.start;
-    else if (a.start !== b.start) at = a.start < b.start ? a.start : b.start;
-    else if (a.xlat !== b.xlat || a.perm !== b.perm) at = a.start;
-    else if (a.end !== b.end) at = (a.end < b.end ? a.end : b.end) + 1n;
-    else continue;
-    const say = (runs: Run[]) => {
-      const r = runs.find((x) => x.start <= at && at <= x.end);
-      return r ? `${hex(r.xlat + (at - r.start))} ${permToString(r.perm as IOMMUAccessFlags)} (run [${hex(r.start)}, ${hex(r.end)}])` : 'nothing';
-    };
-    return `views differ at iova ${hex(at)}: expected ${say(want)}, got ${say(got)}`;
-  }
-  return undefined;
 }
 
 function stableSortByIova<T extends { entry: TraceEntry }>(list: T[]): T[] {
@@ -720,7 +687,7 @@ export class Replayer implements TraceHandler {
     (ev as { got?: TraceEntry[] }).got = actual;
     const diff = firstDifference(toRuns(ev.entries), toRuns(actual));
     if (diff !== undefined) {
-      this.mismatch(ev.line, ev.op, ev.entries.map((e) => reportEntry(e)), actual.map((e) => reportEntry(e)), `listener "${ev.id}": ${diff}`);
+      this.mismatch(ev.line, ev.op, ev.entries.map((e) => reportEntry(e)), actual.map((e) => reportEntry(e)), `listener "${ev.id}": views differ ${diff}`);
     }
   }
 
