@@ -5,20 +5,10 @@ import { gzipSync } from 'node:zlib';
 import { isBatchReplay, runBatch } from '../../src/cli/commands/batch';
 import { expandGlob, globMatch } from '../../src/trace/batch-glob';
 
+import { sink } from '../helpers/cli';
+
 const FIX = join(__dirname, '../../fixtures');
 
-function sink() {
-  let out = '';
-  let err = '';
-  return {
-    io: {
-      stdout: { write: (s: string) => { out += s; return true; } } as unknown as NodeJS.WritableStream,
-      stderr: { write: (s: string) => { err += s; return true; } } as unknown as NodeJS.WritableStream,
-    },
-    get out() { return out; },
-    get err() { return err; },
-  };
-}
 
 /** Counted from the trace text by the spec's definitions (trace-v1), not by the replayer. */
 function countTrace(file: string): { ops: number; expectations: number } {

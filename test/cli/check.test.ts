@@ -6,20 +6,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main';
+import { cli } from '../helpers/cli';
 
 const FIX = join(__dirname, '../../fixtures');
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io = {
-    stdout: { write: (s: string) => { out += s; return true; } } as unknown as NodeJS.WritableStream,
-    stderr: { write: (s: string) => { err += s; return true; } } as unknown as NodeJS.WritableStream,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 describe('viommu check on the fixtures', () => {
   test.each(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c10'])('violation-%s: the rule, line and listener the fixture names; exit 1', async (rule) => {

@@ -1,14 +1,6 @@
-import { Writable } from 'node:stream';
+import { Capture } from '../helpers/cli';
 import { ProgressBar } from '../../src/cli/progress';
 
-class Capture extends Writable {
-  text = '';
-  columns = 80;
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 describe('ProgressBar', () => {
   test('draws the fraction done on one line and erases itself', () => {

@@ -4,25 +4,11 @@
  * trace being read is safe (the file is only replaced once the run is
  * complete), and a malformed trace leaves OUT as it was.
  */
-import { Writable } from 'node:stream';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main';
+import { cli } from '../helpers/cli';
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(argv, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
 const FIX = join(__dirname, '../../fixtures');
 
 describe('replay --record', () => {

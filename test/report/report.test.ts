@@ -5,20 +5,10 @@ import { runReport } from '../../src/cli/commands/report';
 import { replayTrace } from '../../src/trace/replay';
 import { dumpDom, screenshot } from './chromium';
 
+import { sink } from '../helpers/cli';
+
 const FIX = join(__dirname, '../../fixtures');
 
-function sink() {
-  let out = '';
-  let err = '';
-  return {
-    io: {
-      stdout: { write: (s: string) => { out += s; return true; } } as unknown as NodeJS.WritableStream,
-      stderr: { write: (s: string) => { err += s; return true; } } as unknown as NodeJS.WritableStream,
-    },
-    get out() { return out; },
-    get err() { return err; },
-  };
-}
 
 interface MarkAttrs { kind: string; listener: string; line: number }
 
