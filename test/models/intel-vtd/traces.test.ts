@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { replayTrace } from '../../../src/trace';
+import { replayProblems } from '../../helpers/replay';
 
 const root = path.join(__dirname, '../../../fixtures');
 const traces = (dir: string): string[] =>
@@ -26,14 +26,9 @@ describe('VT-d reference traces replay clean', () => {
   });
 
   it.each(all)('%s', async (name) => {
-    const report = await replayTrace(path.join(root, name));
-    const problems = [
-      ...(report.malformed ? [`malformed at line ${report.malformed.line}: ${report.malformed.reason}`] : []),
-      ...report.mismatches.map((m) => `line ${m.line} ${m.op}: ${m.message}`),
-      ...report.violations.map((v) => `line ${v.line} ${v.rule}: ${v.message}`),
-    ];
-    expect(problems).toEqual([]);
-    expect(report.ok).toBe(true);
-    expect(report.events).toBeGreaterThan(0);
+    const r = await replayProblems(path.join(root, name));
+    expect(r.problems).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.events).toBeGreaterThan(0);
   });
 });
