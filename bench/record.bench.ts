@@ -133,7 +133,7 @@ export const suite: BenchSuite = () => {
     idleWorkload(ram, 2);
     return () => idleWorkload(ram, 40);
   };
-  const [plain, recorded, recordedLines, idlePlain, idleRecorded] = fastest(
+  const [plain = NaN, recorded = NaN, recordedLines = NaN, idlePlain = NaN, idleRecorded = NaN] = fastest(
     [prepare(none), prepare(bytesSink), prepare(linesSink), prepareIdle(false), prepareIdle(true)], 9);
   bytes = 0;
   const ram = new SparseRam(RAM);

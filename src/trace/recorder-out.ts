@@ -8,15 +8,22 @@
  * @internal
  */
 
-/** Lowercase hex digit pairs of each byte, as two ASCII bytes in memory order (little-endian u16). */
+import type { DmaReadEvent, DmaWriteEvent, MemWriteEvent } from './types';
+import { hex } from './writer';
+
 const DIGITS = '0123456789abcdef';
+/** The ASCII codes of DIGITS. */
+const HEX = Uint8Array.from(DIGITS, (c) => c.charCodeAt(0));
+/** Payloads shorter than this are encoded by a JS loop (a WebAssembly call and two copies cost more there). */
+const SIMD_MIN = 32;
 
 /**
  * The hex encoder: a WebAssembly SIMD function (16 bytes in, 32 ASCII bytes
  * out per step) when the runtime has it, else Node's `toString('hex')`.
- * Measured here for 4 KiB: JS table loops ~2.6 us, `toString('hex')` ~4 us
- * plus the string's later encoding, this ~0.5 us including the copies in and
- * out of its memory. The module is assembled below rather than shipped as a
+ * Measured here for 4 KiB: JS table loops 2.6-3.3 us, `toString('hex')` ~4 us
+ * plus the string's later encoding, this ~0.7 us including the copies in and
+ * out of its memory. One instance serves every recorder (JS is single-threaded
+ * here); its memory grows to 3 bytes per byte of the largest payload seen. The module is assembled below rather than shipped as a
  * blob so that each instruction can be read.
  *
  *   (func $hex (param $src i32) (param $dst i32) (param $blocks i32)
@@ -111,8 +118,16 @@ function simdHex(): SimdHex | null {
  */
 function writeHex(enc: SimdHex | null, data: Uint8Array, buf: Buffer, pos: number): void {
   const n = data.length;
-  if (enc === null || n < 16) {
+  if (enc === null) {
     buf.write(Buffer.from(data.buffer, data.byteOffset, n).toString('hex'), pos, 'latin1');
+    return;
+  }
+  if (n < SIMD_MIN) {
+    for (let i = 0, o = pos; i < n; i++, o += 2) {
+      const b = data[i]!;
+      buf[o] = HEX[b >> 4]!;
+      buf[o + 1] = HEX[b & 15]!;
+    }
     return;
   }
   // Input at 0, output after it; the memory grows for large payloads (3 bytes per payload byte).
@@ -129,14 +144,19 @@ function writeHex(enc: SimdHex | null, data: Uint8Array, buf: Buffer, pos: numbe
   enc.hex(0, out, blocks);
   for (let i = blocks * 16, o = out + 2 * i; i < n; i++, o += 2) {
     const b = mem[i]!;
-    mem[o] = DIGITS.charCodeAt(b >> 4);
-    mem[o + 1] = DIGITS.charCodeAt(b & 15);
+    mem[o] = HEX[b >> 4]!;
+    mem[o + 1] = HEX[b & 15]!;
   }
   buf.set(mem.subarray(out, out + 2 * n), pos);
 }
 
+/** An event whose line carries a byte payload (a `dma.read` only when it has data as `expect`). */
+export type PayloadEvent = MemWriteEvent | DmaWriteEvent | (DmaReadEvent & { expect: Uint8Array });
+
 const NL = 0x0a;
 const CHUNK = 1 << 16;
+/** Chunks are cut from slabs of this size: one backing store per 16 chunks (fewer external allocations, less GC). */
+const SLAB = 1 << 20;
 
 /**
  * Where recorded lines go. With a line sink every line is passed at once as a
@@ -147,9 +167,16 @@ const CHUNK = 1 << 16;
  * @internal
  */
 export class TraceOutput {
+  /** Line sink: scratch for payload hex. Byte sink: the slab lines are written into, from `start` (the pending chunk) to `pos`. */
   private buf: Buffer;
+  private start = 0;
   private pos = 0;
   private readonly enc: SimdHex | null;
+
+  /** Which hex encoder runs (for tests and diagnostics). */
+  get encoder(): 'simd' | 'node' {
+    return this.enc === null ? 'node' : 'simd';
+  }
 
   /** `useSimd` false: Node's hex encoder only (for tests of that path). */
   constructor(
@@ -158,7 +185,7 @@ export class TraceOutput {
     useSimd = true,
   ) {
     this.enc = useSimd ? simdHex() : null;
-    this.buf = Buffer.allocUnsafeSlow(writeBytes !== undefined ? CHUNK : 4096);
+    this.buf = Buffer.allocUnsafeSlow(writeBytes !== undefined ? SLAB : 8192);
   }
 
   /** One line of text. */
@@ -172,45 +199,70 @@ export class TraceOutput {
     this.buf[this.pos++] = NL;
   }
 
-  /** One line made of `prefix`, the hex of `data` and `suffix` (prefix and suffix are ASCII). */
+  /** One line made of `prefix`, the hex of `data` and `suffix`. */
   payloadLine(prefix: string, data: Uint8Array, suffix: string): void {
-    const n = prefix.length + 2 * data.length + suffix.length;
+    const h = 2 * data.length;
     if (this.writeBytes === undefined) {
-      // Build the line in the buffer from 0 and decode it once: a flat string, no hex intermediate.
-      if (this.buf.length < n) this.buf = Buffer.allocUnsafeSlow(n);
-      this.pos = 0;
-      this.put(prefix, data, suffix);
-      this.writeLine!(this.buf.toString('latin1', 0, n));
-      this.pos = 0;
+      // Only the hex goes through the buffer: one latin1 decode, no hex intermediate string.
+      if (this.buf.length < h) this.buf = Buffer.allocUnsafeSlow(h);
+      writeHex(this.enc, data, this.buf, 0);
+      this.writeLine!(prefix + this.buf.toString('latin1', 0, h) + suffix);
       return;
     }
-    this.reserve(n + 1);
-    this.put(prefix, data, suffix);
-    this.buf[this.pos++] = NL;
+    this.reserve(3 * (prefix.length + suffix.length) + h + 1); // UTF-8: at most 3 bytes per UTF-16 unit
+    const buf = this.buf;
+    this.pos += buf.write(prefix, this.pos, 'utf8');
+    writeHex(this.enc, data, buf, this.pos);
+    this.pos += h;
+    this.pos += buf.write(suffix, this.pos, 'utf8');
+    buf[this.pos++] = NL;
+  }
+
+  /**
+   * The line of `ev`, the same text as the writer's `formatEvent(ev)` (trace-v1
+   * key order; the tests hold the two equal), built from its parts here so that
+   * the payload needs no JS string and the rest no intermediate ones.
+   */
+  payloadEvent(ev: PayloadEvent): void {
+    const note = ev.note === undefined ? '"}' : `","note":${JSON.stringify(ev.note)}}`;
+    switch (ev.op) {
+      case 'mem.write':
+        this.payloadLine(`{"op":"mem.write","gpa":"${hex(ev.gpa)}","data":"`, ev.data, note);
+        return;
+      case 'dma.write': {
+        const pasid = ev.pasid === undefined ? '' : `,"pasid":${ev.pasid}`;
+        const tail = ev.expect === undefined ? '"' : `","expect":"${ev.expect}"`;
+        this.payloadLine(`{"op":"dma.write","sid":"${hex(ev.sid)}"${pasid},"iova":"${hex(ev.iova)}","data":"`, ev.data,
+          ev.note === undefined ? tail + '}' : `${tail},"note":${JSON.stringify(ev.note)}}`);
+        return;
+      }
+      case 'dma.read': {
+        const pasid = ev.pasid === undefined ? '' : `,"pasid":${ev.pasid}`;
+        this.payloadLine(`{"op":"dma.read","sid":"${hex(ev.sid)}"${pasid},"iova":"${hex(ev.iova)}","len":${ev.len},"expect":"`, ev.expect, note);
+        return;
+      }
+    }
   }
 
   /** Hands the pending bytes to the byte sink (nothing to do for a line sink). */
   flush(): void {
-    if (this.writeBytes === undefined || this.pos === 0) return;
-    const chunk = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafeSlow(CHUNK);
-    this.pos = 0;
+    if (this.writeBytes === undefined || this.pos === this.start) return;
+    const chunk = this.buf.subarray(this.start, this.pos);
+    this.start = this.pos; // the chunk's bytes are never written again
     this.writeBytes(chunk);
   }
 
-  private put(prefix: string, data: Uint8Array, suffix: string): void {
-    const buf = this.buf;
-    this.pos += buf.write(prefix, this.pos, 'latin1');
-    const h = 2 * data.length;
-    writeHex(this.enc, data, buf, this.pos);
-    this.pos += h;
-    this.pos += buf.write(suffix, this.pos, 'latin1');
-  }
-
-  /** Makes room for `n` more bytes: flushes when the chunk is full; a line bigger than a chunk gets a chunk of its own size. */
+  /**
+   * Makes room for `n` more bytes: hands over the pending chunk when it would
+   * outgrow CHUNK, and starts a new slab when this one is full (a line bigger
+   * than a slab gets a slab of its own size).
+   */
   private reserve(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    this.flush();
-    if (n > this.buf.length) this.buf = Buffer.allocUnsafeSlow(n);
+    if (this.pos - this.start + n > CHUNK) this.flush();
+    if (this.pos + n > this.buf.length) {
+      this.flush();
+      this.buf = Buffer.allocUnsafeSlow(Math.max(SLAB, n));
+      this.start = this.pos = 0;
+    }
   }
 }

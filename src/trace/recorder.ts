@@ -5,11 +5,13 @@
  * run can be replayed offline (`viommu replay`) and must replay clean.
  *
  * ```ts
+ * const out = createWriteStream('run.jsonl');
  * const rec = new TraceRecorder({ memory: ram, ram: [{ base: 0, size: 1 << 30 }],
- *   model: 'intel-vtd', config: { cachingMode: true }, write: (l) => writer.line(l) });
+ *   model: 'intel-vtd', config: { cachingMode: true }, writeBytes: (b) => out.write(b) });
  * rec.mmioWrite(0x20, 8, rootTable);              // instead of model.mmioWrite
  * rec.dmaWrite(0x10, iova, bytes);                 // a device's DMA
  * rec.addressSpace(0x10).registerNotifier(n, 'vfio');
+ * rec.flush(); out.end();                          // at the end: the last chunk
  * ```
  *
  * Guest CPU writes to RAM: the design choice. The emulator hands the recorder
@@ -29,7 +31,10 @@
  * no guest memory (register accesses, translations that hit the IOTLB); per
  * operation, one map lookup per page access and one 4 KiB compare per distinct
  * page it touches; memory, 4 KiB per page ever touched (page tables, queues,
- * DMA buffers).
+ * DMA buffers). A DMA's payload is written as hex (trace v1), which is most
+ * of a recorded DMA's cost: it goes from the guest's bytes to the output
+ * without JS strings (recorder-out.ts: a WebAssembly SIMD encoder, lines
+ * packed into byte chunks for a `writeBytes` sink).
  *
  * Recording does not change behaviour: every call goes to the model with the
  * same arguments and its result is returned as is. What trace v1 cannot
@@ -50,6 +55,7 @@ import { modelFactory } from './models';
 import type { ModelFactory } from './models';
 import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent } from './types';
 import { TraceOutput } from './recorder-out';
+import type { PayloadEvent } from './recorder-out';
 import { formatEvent, formatHeader } from './writer';
 
 /** Options of a TraceRecorder. */
@@ -115,8 +121,8 @@ export interface RecordingAddressSpace {
 }
 
 const PAGE = 4096;
-/** Words per block of the page diff's skip (256 bytes). */
-const BLOCK_WORDS = 64;
+/** Runs of differences after which the page diff stops checking whether the rest of the page is equal. */
+const RUNS_BEFORE_SCAN = 4;
 const TYPE_OK: Record<number, true> = { 1: true, 2: true, 4: true };
 
 interface ShadowPage {
@@ -131,8 +137,6 @@ interface NestedMark {
   notifies: number;
   msis: number;
 }
-
-const EMPTY = new Uint8Array(0);
 
 /**
  * Records a trace of a live IOMMU model. Drive the model only through the
@@ -425,21 +429,12 @@ export class TraceRecorder {
 
   /** An event's line; payloads are written as hex straight into the output. */
   private emitEvent(ev: TraceEvent): void {
-    if (ev.op === 'dma.write') this.emitPayload({ ...ev, data: EMPTY }, '"data":""', ev.data);
-    else if (ev.op === 'dma.read' && ev.expect instanceof Uint8Array) this.emitPayload({ ...ev, expect: EMPTY }, '"expect":""', ev.expect);
-    else this.emit(formatEvent(ev));
-  }
-
-  /**
-   * The line of `template` (whose payload field is empty, so `marker` is the
-   * field with its empty value) with `data` as that field's hex: the writer's
-   * formatting, key order included, with the payload spliced in.
-   */
-  private emitPayload(template: TraceEvent, marker: string, data: Uint8Array): void {
-    const s = formatEvent(template);
-    const cut = s.lastIndexOf(marker) + marker.length - 1;
-    this.stats.lines++;
-    this.out.payloadLine(s.slice(0, cut), data, s.slice(cut));
+    if (ev.op === 'dma.write' || (ev.op === 'dma.read' && ev.expect instanceof Uint8Array)) {
+      this.stats.lines++;
+      this.out.payloadEvent(ev as PayloadEvent);
+    } else {
+      this.emit(formatEvent(ev));
+    }
   }
 
   private emit(line: string): void {
@@ -507,13 +502,9 @@ export class TraceRecorder {
     const sw = page.words;
     const WORDS = PAGE / 4;
     let i = 0;
+    let runs = 0;
     while (i < WORDS) {
-      if (lw[i] === sw[i]) {
-        // Between runs, skip equal 256-byte blocks with one native compare each (a guest write is usually small).
-        if ((i & (BLOCK_WORDS - 1)) === 0 && live.compare(shadow, i * 4, i * 4 + BLOCK_WORDS * 4, i * 4, i * 4 + BLOCK_WORDS * 4) === 0) i += BLOCK_WORDS;
-        else i++;
-        continue;
-      }
+      if (lw[i] === sw[i]) { i++; continue; }
       const start = i;
       let end = i + 1;
       for (let j = end; j < WORDS && j - end < 4; j++) if (lw[j] !== sw[j]) end = j + 1;
@@ -527,8 +518,11 @@ export class TraceRecorder {
       this.stats.memWrites++;
       this.stats.memWriteBytes += data.length;
       // Written at once: nothing else of the current operation has been written yet.
-      this.emitPayload({ op: 'mem.write', line: 0, gpa: BigInt(base + a), data: EMPTY }, '"data":""', data);
+      this.stats.lines++;
+      this.out.payloadEvent({ op: 'mem.write', line: 0, gpa: BigInt(base + a), data });
       i = end;
+      // After the first few runs, one native compare of the rest of the page usually ends the scan (guest writes are few and small).
+      if (++runs <= RUNS_BEFORE_SCAN && live.compare(shadow, i * 4, PAGE, i * 4, PAGE) === 0) break;
     }
   }
 }

@@ -176,6 +176,12 @@ export class TraceWriter {
     if (this.bytes >= 1 << 16) this.flush();
   }
 
+  /** Raw bytes of whole lines (each ending in a newline), after the lines given so far: the recorder's byte sink. */
+  bytes(chunk: Uint8Array): void {
+    this.flush();
+    if (!this.error) this.sink.write(chunk);
+  }
+
   private flush(): void {
     if (this.buffer.length === 0 || this.error) return;
     this.sink.write(this.buffer.join('\n') + '\n');

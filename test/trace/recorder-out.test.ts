@@ -7,6 +7,8 @@
  */
 import fc from 'fast-check';
 import { TraceOutput } from '../../src/trace/recorder-out';
+import type { PayloadEvent } from '../../src/trace/recorder-out';
+import { formatEvent } from '../../src/trace/writer';
 
 const ref = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
@@ -19,10 +21,12 @@ const payload = (maxLength: number) =>
   });
 
 const ascii = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 });
+/** Prefixes and suffixes: mostly ASCII (JSON), sometimes any code points (a note). */
+const text = fc.oneof(ascii, fc.string({ unit: 'binary', maxLength: 10 }));
 
 describe.each([true, false])('TraceOutput (SIMD encoder allowed: %s)', (simd) => {
   test('a payload line to a line sink is prefix + hex + suffix', () => {
-    fc.assert(fc.property(ascii, payload(600), ascii, (prefix, data, suffix) => {
+    fc.assert(fc.property(text, payload(600), text, (prefix, data, suffix) => {
       const lines: string[] = [];
       const out = new TraceOutput((l) => lines.push(l), undefined, simd);
       out.payloadLine(prefix, data, suffix);
@@ -33,7 +37,7 @@ describe.each([true, false])('TraceOutput (SIMD encoder allowed: %s)', (simd) =>
   test('a byte sink receives exactly the lines, newline-terminated, in whole-line chunks it can keep', () => {
     const line = fc.oneof(
       fc.string({ maxLength: 30 }).map((text) => ({ text })),
-      fc.tuple(ascii, payload(5000), ascii).map(([prefix, data, suffix]) => ({ prefix, data, suffix })),
+      fc.tuple(text, payload(5000), text).map(([prefix, data, suffix]) => ({ prefix, data, suffix })),
     );
     fc.assert(fc.property(fc.array(line, { maxLength: 40 }), (items) => {
       const chunks: Uint8Array[] = [];
@@ -55,7 +59,7 @@ describe.each([true, false])('TraceOutput (SIMD encoder allowed: %s)', (simd) =>
         expect(c[c.length - 1]).toBe(0x0a);
       }
       // Decoded after everything was written: earlier chunks were not reused.
-      expect(Buffer.concat(chunks).toString('utf8')).toBe(expected);
+      expect(Buffer.concat(chunks)).toEqual(Buffer.from(expected, 'utf8'));
     }), { numRuns: 60 });
   });
 
@@ -74,6 +78,40 @@ describe.each([true, false])('TraceOutput (SIMD encoder allowed: %s)', (simd) =>
     viaLines.payloadLine('<', data.subarray(3, 4), '>');
     expect(lines).toEqual([`<${ref(data)}>`, `<${ref(data.subarray(3, 4))}>`]);
   });
+});
+
+test('payload event lines are exactly the writer\'s formatEvent lines', () => {
+  const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
+  const note = opt(fc.string({ unit: 'binary', maxLength: 12 })); // any code points (JSON.stringify leaves most as is)
+  const sid = fc.integer({ min: 0, max: 0xffff });
+  const pasid = opt(fc.integer({ min: 0, max: 0xfffff }));
+  const ev: fc.Arbitrary<PayloadEvent> = fc.oneof(
+    fc.record({ gpa: u64, data: payload(40), note }).map(({ gpa, data, note: n }) => ({ op: 'mem.write' as const, line: 0, gpa, data, ...(n === undefined ? {} : { note: n }) })),
+    fc.record({ sid, pasid, iova: u64, data: payload(40), expect: opt(fc.constantFrom('ok' as const, 'fault' as const)), note }).map((r) => {
+      const e: PayloadEvent = { op: 'dma.write', line: 0, sid: r.sid, iova: r.iova, data: r.data };
+      if (r.pasid !== undefined) e.pasid = r.pasid;
+      if (r.expect !== undefined) e.expect = r.expect;
+      if (r.note !== undefined) e.note = r.note;
+      return e;
+    }),
+    fc.record({ sid, pasid, iova: u64, data: payload(40), note }).map((r) => {
+      const e: PayloadEvent = { op: 'dma.read', line: 0, sid: r.sid, iova: r.iova, len: r.data.length, expect: r.data };
+      if (r.pasid !== undefined) e.pasid = r.pasid;
+      if (r.note !== undefined) e.note = r.note;
+      return e;
+    }),
+  );
+  fc.assert(fc.property(ev, (e) => {
+    const lines: string[] = [];
+    new TraceOutput((l) => lines.push(l), undefined).payloadEvent(e);
+    expect(lines).toEqual([formatEvent(e)]);
+    const chunks: Uint8Array[] = [];
+    const out = new TraceOutput(undefined, (c) => chunks.push(c));
+    out.payloadEvent(e);
+    out.flush();
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from(formatEvent(e) + '\n', 'utf8'));
+  }), { numRuns: 300 });
 });
 
 test('Node 20 runs the WebAssembly SIMD encoder (the properties above then covered both encoders)', () => {

@@ -7,7 +7,8 @@
  * Also: recording does not change what the emulator observes, and a shared
  * trace re-recorded through the recorder replays clean.
  */
-import { readdirSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IOMMUAccessFlags } from '../../src/core/access';
 import { isFault } from '../../src/core/model';
@@ -274,6 +275,48 @@ describe('TraceRecorder', () => {
     expect(bytes.toString('utf8')).toBe(lines.join('\n') + '\n');
     expect(rec.stats.lines).toBe(lines.length);
     const report = await replayTrace(bytes);
+    expect(report.mismatches).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
+
+  test('a byte sink can queue the chunks on a file stream as they come (the file replays clean)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'viommu-rec-'));
+    const file = join(dir, 'run.jsonl');
+    try {
+      const out = createWriteStream(file);
+      const ram = new SparseRam(RAM);
+      const rec = new TraceRecorder({ memory: ram, ram: RAM, model: 'intel-vtd', config: CONFIG, writeBytes: (b) => out.write(b), source: 'recorder test' });
+      session(ram, recordedHost(rec));
+      rec.flush();
+      await new Promise<void>((resolve, reject) => { out.once('error', reject); out.end(() => resolve()); });
+      expect(readFileSync(file, 'utf8')).toBe(record().lines.join('\n') + '\n');
+      const report = await replayTrace(file);
+      expect(report.mismatches).toEqual([]);
+      expect(report.ok).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an operation started from an MSI callback is recorded after the outer operation, with a warning, and replays clean', async () => {
+    const ram = new SparseRam(RAM);
+    const lines: string[] = [];
+    const rec = new TraceRecorder({ memory: ram, ram: RAM, model: 'intel-vtd', config: CONFIG, write: (l) => lines.push(l) });
+    const guest = new VtdGuest(ram, recordedHost(rec), { awBits: 39, sid: SID });
+    guest.setup();
+    guest.enableFaultEvents(0xfee0_0000, 0x41);
+    let fsts: bigint | undefined;
+    rec.model.events.on('msi', () => { fsts ??= rec.mmioRead(FSTS, 4); }); // the guest's interrupt handler
+    const n0 = lines.length;
+    const t = rec.translate(SID, 0x1234_5000n, RO); // nothing mapped: a fault, reported by a fault event (VT-d 7.3)
+    expect(isFault(t)).toBe(true);
+    expect(fsts).toBeDefined();
+    // The guest's table writes the walk read come first (mem.write), then the operation and what it caused.
+    const ops = lines.slice(n0).map((l) => (JSON.parse(l) as { op: string }).op).filter((op) => op !== 'mem.write');
+    expect(ops).toEqual(['translate', 'msi.expect', 'mmio.read']);
+    expect(rec.warnings).toHaveLength(1);
+    expect(rec.warnings[0]).toMatch(/started from inside another one/);
+    const report = await replayTrace(text(lines));
     expect(report.mismatches).toEqual([]);
     expect(report.ok).toBe(true);
   });

@@ -24,6 +24,7 @@ to drive it (README.md of this folder):
         (8-byte writes to 32-bit-only registers assert in QEMU 7.2)
   repeat another DMA (read + conditional write-back, or write of staged bytes) to the page of an
         earlier DMA: exercises QEMU's IOTLB-hit path after remaps/permission mutations
+  slot  write a table entry a few slots (entry sizes) away from where it belongs
   order drop an invalidation descriptor write / swap two adjacent table-entry writes / drop an
         IQT or invalidation register write
 
@@ -36,7 +37,7 @@ import json
 import random
 import sys
 
-KINDS = ["pte", "root", "ctx", "pasid", "dma", "desc", "reg", "order", "repeat"]
+KINDS = ["pte", "root", "ctx", "pasid", "dma", "desc", "reg", "order", "repeat", "slot"]
 REG64 = {0x20, 0x28, 0x80, 0x88, 0x90, 0xF0, 0xF8, 0x220, 0x228}
 
 
@@ -85,7 +86,7 @@ class Mutator:
     # ---- kinds
     def pte(self):
         c = self._writes(lambda e: len(e["data"]) == 16 and not self._in_queue(int(e["gpa"], 16))
-                         and "scratch/pattern" not in e.get("note", "")
+                         and "scratch" not in e.get("note", "") and "pattern" not in e.get("note", "")
                          and "PASID directory" not in e.get("note", ""))
         if not c:
             return False
@@ -200,6 +201,21 @@ class Mutator:
             return False
         self.ev[j:j] = new
         self.done.append("repeat %s: after line %d at 0x%x" % (what, j + 1, iova))
+        return True
+
+    def slot(self):
+        """Write a table entry (PTE, root, context, PASID) one or a few slots away from where it belongs."""
+        c = self._writes(lambda e: not self._in_queue(int(e["gpa"], 16)) and len(e["data"]) in (16, 32, 64, 128)
+                         and "scratch" not in e.get("note", "") and "pattern" not in e.get("note", "") and ("entry" in e.get("note", "") or "map" in e.get("note", "")))
+        if not c:
+            return False
+        i = self.r.choice(c)
+        e = self.ev[i]
+        n = len(e["data"]) // 2
+        d = n * self.r.choice([1, -1, 2, 8, 0x10, -0x10, 0x40])
+        gpa = max(int(e["gpa"], 16) + d, 0)
+        e["gpa"] = "0x%x" % gpa
+        self.done.append("slot: line %d -> gpa 0x%x" % (i + 2, gpa))
         return True
 
     def desc(self):

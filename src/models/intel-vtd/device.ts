@@ -81,6 +81,18 @@ class VtdAddressSpace implements IOMMUAddressSpace {
   /** Context-cache entry: valid while `ctxGen` equals the device's generation. */
   ctxGen = 0;
   ctx: VtdContext | undefined;
+  /**
+   * Scalable mode, requests without PASID: the RID_PASID whose IOTLB key is
+   * `iotlbKey` (last one used; -1: none). See VtdDevice.ridPasidKey.
+   */
+  iotlbPasid = -1;
+  iotlbKey = 0;
+  /**
+   * On QEMU's no-DMAR alias: a pass-through device is switched to untranslated
+   * DMA (vtd_switch_address_space) and stays there, whatever the tables say
+   * later, until an event re-evaluates it. See VtdDevice.switchAddressSpace.
+   */
+  noDmar = false;
 
   constructor(
     private readonly owner: VtdDevice,
@@ -128,6 +140,8 @@ export class VtdDevice implements IntelVtd {
   private readonly bySid: Array<VtdAddressSpace | undefined> = new Array(0x10000);
   /** Every address space, in creation order. */
   private readonly spaces: VtdAddressSpace[] = [];
+  /** IOTLB keys of (space id * 2^20 + RID_PASID) pairs, see ridPasidKey. */
+  private readonly ridPasidKeys = new Map<number, number>();
   private readonly byKey = new Map<number, VtdAddressSpace>();
   private readonly leaf: VtdLeaf = { iovaPfn: 0, pages: 0, xlatPfn: 0, perm: 0, level: 0 };
   private readonly descBytes = { 16: new Uint8Array(16), 32: new Uint8Array(32) };
@@ -352,6 +366,7 @@ export class VtdDevice implements IntelVtd {
     }
     this.resetCaches();
     this.unmapAllSpaces();
+    for (const as of this.spaces) this.switchAddressSpace(as);
   }
 
   private handleSrtp(): void {
@@ -361,6 +376,27 @@ export class VtdDevice implements IntelVtd {
     this.regs.setClearLong(R.DMAR_GSTS_REG, 0, R.VTD_GSTS_RTPS);
     this.resetCaches();
     this.unmapAllSpaces();
+    for (const as of this.spaces) this.switchAddressSpace(as);
+  }
+
+  /**
+   * QEMU 7.2 vtd_switch_address_space: a device whose context (legacy TT=2,
+   * scalable: RID_PASID entry PGTT=4), read fresh from the tables, is
+   * pass-through while translation is on is moved to an untranslated alias;
+   * its DMA then bypasses the IOMMU (no context cache, PASID entry, IOTLB or
+   * fault) until TE, SRTP or a context-cache invalidation covering it
+   * re-evaluates the device. QEMU also switches on the first pass-through
+   * translation (vtd_pt_enable_fast_path). Observable in scalable mode, where
+   * the PASID entry is not cached: QEMU capture
+   * fixtures/qemu-vtd-extra/sm-pt-no-dmar-alias.jsonl.
+   */
+  private switchAddressSpace(as: VtdAddressSpace): void {
+    if (!this.dmarEnabled) {
+      as.noDmar = false;
+      return;
+    }
+    const res = resolveContext(this.mem, this.config, this.root, this.rootScalable, as.sid, as.pasid);
+    as.noDmar = !isContextFault(res) && res.passThrough;
   }
 
   private handleQie(enable: boolean): void {
@@ -550,7 +586,7 @@ export class VtdDevice implements IntelVtd {
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
     if (!this.config.scalableMode) pasid = undefined;
     const as = (pasid === undefined ? this.bySid[sid] : undefined) ?? this.addressSpace(sid, pasid);
-    if (!this.dmarEnabled) return identity(iova);
+    if (!this.dmarEnabled || as.noDmar) return identity(iova);
     // The IOVA as an exact number, or -1 at or above 2^53 (beyond every AW: a fault).
     const n = exactIova(iova);
     if (n >= VTD_INTERRUPT_ADDR_FIRST && n <= VTD_INTERRUPT_ADDR_LAST) {
@@ -588,10 +624,19 @@ export class VtdDevice implements IntelVtd {
       as.ctx = res;
       as.ctxGen = this.contextCacheGen;
     }
-    // Pass-through: identity, never cached in the IOTLB (as QEMU).
-    if (ctx.passThrough) return identity(iova);
+    // Pass-through: identity, never cached in the IOTLB (as QEMU), and the
+    // device moves to the no-DMAR alias (vtd_pt_enable_fast_path).
+    if (ctx.passThrough) {
+      this.switchAddressSpace(as);
+      return identity(iova);
+    }
+    // QEMU 7.2 keys IOTLB entries by (sid, PASID); a request without PASID
+    // in scalable mode uses the context's RID_PASID, so entries cached under
+    // another RID_PASID do not hit (QEMU capture
+    // fixtures/qemu-vtd-extra/sm-iotlb-per-rid-pasid.jsonl).
+    const space = rid2pasid ? this.ridPasidKey(as, ctx.pasid ?? 0) : as.id;
     if (rid2pasid && pfn >= 0) {
-      const hit = this.iotlb.lookup(as.id, pfn);
+      const hit = this.iotlb.lookup(space, pfn);
       if (hit !== undefined) return hit;
     }
     const write = (access & IOMMUAccessFlags.WO) !== 0;
@@ -613,8 +658,27 @@ export class VtdDevice implements IntelVtd {
       addrMask: LEVEL_MASK[leaf.level]!,
       perm: leaf.perm as IOMMUAccessFlags,
     };
-    this.iotlb.insert(as.id, leaf.level, entry, ctx.did, leaf.iovaPfn, leaf.pages);
+    this.iotlb.insert(space, leaf.level, entry, ctx.did, leaf.iovaPfn, leaf.pages);
     return entry;
+  }
+
+  /**
+   * The IOTLB key of (space `as`, RID_PASID `pasid`) for requests without
+   * PASID in scalable mode: negative numbers, so they never meet a space id
+   * (the key of every other request). The last pair is remembered on the
+   * space, so a device whose RID_PASID does not change costs no map lookup.
+   */
+  private ridPasidKey(as: VtdAddressSpace, pasid: number): number {
+    if (as.iotlbPasid === pasid) return as.iotlbKey;
+    const pair = as.id * 0x10_0000 + pasid;
+    let key = this.ridPasidKeys.get(pair);
+    if (key === undefined) {
+      key = -1 - this.ridPasidKeys.size;
+      this.ridPasidKeys.set(pair, key);
+    }
+    as.iotlbPasid = pasid;
+    as.iotlbKey = key;
+    return key;
   }
 
   dmaRead(sid: number, iova: bigint, len: number, pasid?: number): DmaReadResult {
@@ -817,6 +881,7 @@ export class VtdDevice implements IntelVtd {
   private contextGlobalInvalidate(): void {
     this.contextCacheGen++;
     if (this.contextCacheGen === VTD_CONTEXT_CACHE_GEN_MAX) this.resetContextCache();
+    for (const as of this.spaces) this.switchAddressSpace(as);
     for (const as of this.spaces) if (this.hasNotifiers(as)) this.resyncSpace(as);
   }
 
@@ -826,6 +891,7 @@ export class VtdDevice implements IntelVtd {
     for (const as of this.spaces) {
       if ((as.sid >> 8) !== (sid >> 8) || ((as.sid & mask) !== (sid & mask))) continue;
       as.ctxGen = 0;
+      this.switchAddressSpace(as);
       if (this.hasNotifiers(as)) this.resyncSpace(as);
     }
   }

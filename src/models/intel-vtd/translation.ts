@@ -269,10 +269,32 @@ function fromPasid(mem: GuestMemory, cfg: VtdConfig, scalable: VtdScalableContex
  * from the context cache): returns the context with fresh DID, SLPTPTR,
  * levels, pass-through and FPD, or 0x58 (never suppressed) when the PASID
  * entry is no longer valid. A legacy context is returned unchanged.
+ *
+ * Cached context entry with FPD set: QEMU 7.2's cached path
+ * (vtd_do_iommu_translate) calls vtd_ce_get_pasid_fpd only when the context
+ * FPD is clear, and the walk reads the PASID entry ignoring its validity
+ * (vtd_get_iova_pgtbl_base / vtd_get_domain_id drop the error). So a PASID
+ * entry made not present or given a bad PGTT after the context was cached
+ * still translates with its SLPTPTR, AW and DID, as second level (QEMU
+ * capture fixtures/qemu-vtd-extra/sm-fpd-cached-context-pasid.jsonl; the
+ * spec would fault). When the directory entry is not present or the AW is
+ * unsupported QEMU walks uninitialised or unusable values: 0x58 is kept.
  */
 export function refreshPasid(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext): VtdContextResult {
   if (ctx.scalable === undefined) return ctx;
-  return fromPasid(mem, cfg, ctx.scalable, ctx.pasid ?? ctx.scalable.ridPasid);
+  const pasid = ctx.pasid ?? ctx.scalable.ridPasid;
+  const res = fromPasid(mem, cfg, ctx.scalable, pasid);
+  if (!isContextFault(res) || !ctx.scalable.contextFpd) return res;
+  const dirBytes = readEntry(mem, ctx.scalable.pasidDir + ((pasid >>> 6) & 0x3fff) * PASID_DIR_ENTRY_SIZE, PASID_DIR_ENTRY_SIZE);
+  if (dirBytes === undefined) return res;
+  const de = parsePasidDirEntry(dirBytes);
+  if (!de.present) return res;
+  const peBytes = readEntry(mem, de.table + (pasid & 0x3f) * PASID_ENTRY_SIZE, PASID_ENTRY_SIZE);
+  if (peBytes === undefined) return res;
+  const pe = parsePasidEntry(peBytes);
+  const levels = supportedLevels(cfg, pe.aw);
+  if (levels === undefined) return res;
+  return { did: pe.did, passThrough: false, slptptr: pe.slptptr, levels, fpd: true, pasid, scalable: ctx.scalable };
 }
 
 /** A leaf found by `walkSecondLevel`: `pages` 4 KiB frames at `iovaPfn` -> `xlatPfn`, with the AND of R/W down the walk. */
