@@ -134,7 +134,7 @@ export class TraceWriter {
   private readonly sink: WriteStream | Gzip;
   private readonly tmp: string;
   private buffer: string[] = [];
-  private bytes = 0;
+  private buffered = 0;
   private error: Error | undefined;
 
   private constructor(readonly path: string) {
@@ -172,8 +172,8 @@ export class TraceWriter {
   /** A raw line (without newline). */
   line(text: string): void {
     this.buffer.push(text);
-    this.bytes += text.length;
-    if (this.bytes >= 1 << 16) this.flush();
+    this.buffered += text.length;
+    if (this.buffered >= 1 << 16) this.flush();
   }
 
   /** Raw bytes of whole lines (each ending in a newline), after the lines given so far: the recorder's byte sink. */
@@ -186,7 +186,7 @@ export class TraceWriter {
     if (this.buffer.length === 0 || this.error) return;
     this.sink.write(this.buffer.join('\n') + '\n');
     this.buffer = [];
-    this.bytes = 0;
+    this.buffered = 0;
   }
 
   /** Resolves when the output has room again (await it now and then so that memory stays bounded). */

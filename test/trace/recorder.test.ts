@@ -18,7 +18,8 @@ import { IOMMUNotifierFlag } from '../../src/core/tlb-entry';
 import type { IOMMUTLBEvent } from '../../src/core/tlb-entry';
 import { SparseRam, dmaRead, dmaWrite } from '../../src/memory';
 import { createIntelVtd } from '../../src/models/intel-vtd';
-import { formatEvent, readTraceAll, replayTrace } from '../../src/trace';
+import { formatEvent, readTraceAll, replayTrace, TraceWriter } from '../../src/trace';
+import { gunzipSync } from 'node:zlib';
 import { TraceRecorder } from '../../src/trace/recorder';
 import type { RecordedNotifierHandle } from '../../src/trace/recorder';
 import { FSTS, G1, K4, M2, VtdGuest } from '../conformance/vtd-guest';
@@ -277,6 +278,23 @@ describe('TraceRecorder', () => {
     const report = await replayTrace(bytes);
     expect(report.mismatches).toEqual([]);
     expect(report.ok).toBe(true);
+  });
+
+  test('a byte sink into a gzip TraceWriter gives the same trace, and the file replays clean', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'viommu-rec-'));
+    const file = join(dir, 'run.jsonl.gz');
+    try {
+      const writer = await TraceWriter.open(file);
+      const ram = new SparseRam(RAM);
+      const rec = new TraceRecorder({ memory: ram, ram: RAM, model: 'intel-vtd', config: CONFIG, writeBytes: (b) => writer.bytes(b), source: 'recorder test' });
+      session(ram, recordedHost(rec));
+      rec.flush();
+      await writer.close();
+      expect(gunzipSync(readFileSync(file)).toString('utf8')).toBe(record().lines.join('\n') + '\n');
+      expect((await replayTrace(file)).ok).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a byte sink can queue the chunks on a file stream as they come (the file replays clean)', async () => {
