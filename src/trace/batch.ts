@@ -43,13 +43,16 @@ export function batchStatus(results: readonly BatchResult[]): 0 | 1 | 2 {
 /** Replays one trace in this thread and summarises it (never throws). */
 export async function replaySummary(file: string): Promise<BatchResult> {
   const t0 = process.hrtime.bigint();
+  // Counted from the same events, so a trace that fails part-way reports
+  // how far it got consistently.
+  let ops = 0;
   let expectations = 0;
   let none = false;
   const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
   try {
     const { report } = await replayTapped(file, {
       header: (h) => { none = h.model === 'none'; },
-      event: (ev) => { if (isExpectation(ev, none)) expectations++; },
+      event: (ev) => { ops++; if (isExpectation(ev, none)) expectations++; },
     }, { maxReported: 0 });
     const r: BatchResult = {
       file, ops: report.events, expectations, mismatches: report.mismatchCount, violations: report.violationCount, ms: ms(),
@@ -57,7 +60,7 @@ export async function replaySummary(file: string): Promise<BatchResult> {
     if (report.malformed) r.malformed = report.malformed;
     return r;
   } catch (e) {
-    return { file, ops: 0, expectations, mismatches: 0, violations: 0, error: e instanceof Error ? e.message : String(e), ms: ms() };
+    return { file, ops, expectations, mismatches: 0, violations: 0, error: e instanceof Error ? e.message : String(e), ms: ms() };
   }
 }
 
