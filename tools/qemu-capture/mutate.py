@@ -312,6 +312,7 @@ class Mutator:
             v ^= 1 << self.r.choice(list(range(0, 7)) + list(range(32, 64)))
         else:
             v ^= 1 << self.r.randrange(8 * size)
+        v &= (1 << (8 * size)) - 1   # the value must fit the access size (4-byte halves of 64-bit registers)
         e["value"] = "0x%x" % v
         self.done.append("reg 0x%x: line %d -> 0x%x" % (reg, i + 2, v))
         return True
