@@ -615,7 +615,19 @@ export class VtdDevice implements IntelVtd {
       // fixtures/qemu-vtd-extra/sm-stale-context-ridpasid.jsonl).
       const fresh = refreshPasid(this.mem, this.config, ctx);
       if (!isContextFault(fresh)) ctx = fresh;
-      else return this.fault(sid, iova, access, fresh.reason, fresh.suppressed, false, 0);
+      else {
+        // Cached context with FPD set: QEMU 7.2 (vtd_do_iommu_translate) reads
+        // no PASID entry before its IOTLB lookup (vtd_ce_get_pasid_fpd runs only
+        // when the context FPD is clear; the RID_PASID comes from the cached
+        // entry), so a page cached earlier still hits even after the PASID
+        // entry became invalid (mutation campaign 2, QEMU capture
+        // fixtures/qemu-vtd-extra/sm-fpd-cached-iotlb-hit-invalid-pasid.jsonl).
+        if (ctx.scalable !== undefined && ctx.scalable.contextFpd && rid2pasid && pfn >= 0) {
+          const hit = this.iotlb.lookup(this.ridPasidKey(as, ctx.pasid ?? ctx.scalable.ridPasid), pfn);
+          if (hit !== undefined) return hit;
+        }
+        return this.fault(sid, iova, access, fresh.reason, fresh.suppressed, false, 0);
+      }
     }
     if (ctx === undefined) {
       const res = resolveContext(this.mem, this.config, this.root, this.rootScalable, sid, pasid);
