@@ -1,5 +1,5 @@
 import type { BenchFigure, BenchSuite } from './harness';
-import { gc, medianMs, opsPerSecond } from './harness';
+import { gc, medianMs, opsPerSecond, prng } from './harness';
 import { IOMMUNotifierFlag, NotifierList } from '../src/core';
 import type { IOMMUTLBEvent, LeafSink, LeafWalker } from '../src/core';
 import { IntervalMap } from '../src/core/interval-map';
@@ -89,18 +89,6 @@ function viewBytesPerEntry(entries: number): number {
   const bytes = after.heapUsed + after.arrayBuffers - (before.heapUsed + before.arrayBuffers);
   if (list.stats.delivered !== entries) throw new Error('view fill failed');
   return bytes / entries;
-}
-
-/** Deterministic PRNG (mulberry32, as the VT-d bench) so every run builds the same layout. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /**

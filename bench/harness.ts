@@ -49,3 +49,15 @@ export function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;
   if (g) { g(); g(); }
 }
+
+/** Deterministic PRNG (mulberry32), so that every bench run builds the same layouts. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}

@@ -14,7 +14,7 @@ import type { IntelVtd } from '../src/models/intel-vtd/index';
 import { VTD_SYNC_WALK_BUDGET } from '../src/models/intel-vtd/device';
 import { isContextFault, resolveContext, secondLevelWalker } from '../src/models/intel-vtd/translation';
 import type { BenchFigure, BenchSuite } from './harness';
-import { gc, medianMs, opsPerSecond } from './harness';
+import { gc, medianMs, opsPerSecond, prng } from './harness';
 
 const SID = 0x20;
 const ROOT = 0x1000;
@@ -107,18 +107,6 @@ function translateWalk4(): number {
       k = (k + 1) & 4095;
     }
   }, 1000);
-}
-
-/** Deterministic PRNG (mulberry32) so every run builds the same layout. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /**
