@@ -13,3 +13,4 @@ export { isFault } from './model';
 export type { IOMMUFault, TranslateResult, MsiMessage, IOMMUModelEvents, IOMMUAddressSpace, IOMMUModel } from './model';
 export { alignedPow2Chunks, dmaAlignedPow2Mask } from './pow2';
 export type { Pow2Chunk } from './pow2';
+export type { TypedEmitter, EventMap } from './typed-events';

@@ -1,4 +1,4 @@
-import type TypedEmitter from 'typed-emitter';
+import type { TypedEmitter } from './typed-events';
 import type { IOMMUAccessFlags } from './access';
 import type { IOMMUTLBEntry } from './tlb-entry';
 import type { IOMMUNotifier, NotifierHandle, NotifierList } from './notifier-list';

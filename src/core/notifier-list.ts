@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type TypedEmitter from 'typed-emitter';
+import type { TypedEmitter } from './typed-events';
 import { IOMMUNotifierFlag, flagsToString } from './tlb-entry';
 import type { IOMMUTLBEntry, IOMMUTLBEvent, IOMMUEventType } from './tlb-entry';
 import { ContractViolation } from './errors';

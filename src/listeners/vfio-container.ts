@@ -8,7 +8,7 @@
  * a real host.
  */
 import { EventEmitter } from 'node:events';
-import type TypedEmitter from 'typed-emitter';
+import type { TypedEmitter } from '../core/typed-events';
 import { produce } from 'immer';
 import { ERRNO, HostDomainError, IOMMU_READ, IOMMU_WRITE, SimHostDomain } from './host-domain';
 import type { HostIommuDomain, VfioErrno } from './host-domain';

@@ -10,7 +10,7 @@
  * took away.
  */
 import { EventEmitter } from 'node:events';
-import type TypedEmitter from 'typed-emitter';
+import type { TypedEmitter } from '../core/typed-events';
 import { IOMMUAccessFlags } from '../core/access';
 import { IOMMUNotifierFlag } from '../core/tlb-entry';
 import type { IOMMUTLBEntry, IOMMUTLBEvent } from '../core/tlb-entry';

@@ -9,7 +9,7 @@
  * shared/reference/qemu-7.2-findings.md ("findings").
  */
 import { EventEmitter } from 'node:events';
-import type TypedEmitter from 'typed-emitter';
+import type { TypedEmitter } from '../../core/typed-events';
 import { IOMMUAccessFlags } from '../../core/access';
 import { ContractViolation } from '../../core/errors';
 import type { LeafWalker } from '../../core/leaf';
