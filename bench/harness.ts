@@ -61,3 +61,30 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
   };
 }
+
+/** Whether a figure met its target. */
+export type TargetVerdict = 'met' | 'missed' | 'unchecked';
+
+/**
+ * Judges `value` against a target written as a comparison with a number
+ * (`>= 1e6`, `<= 340`, `> 0`, `< 64`). A target in words (`constant`, which
+ * one figure cannot show) or no target is `unchecked`; NaN never meets one.
+ */
+export function judgeTarget(value: number, target: string | undefined): TargetVerdict {
+  const m = /^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*$/i.exec(target ?? '');
+  if (m === null) return 'unchecked';
+  const bound = Number(m[2]);
+  const ok = m[1] === '>=' ? value >= bound : m[1] === '<=' ? value <= bound : m[1] === '>' ? value > bound : value < bound;
+  return ok ? 'met' : 'missed';
+}
+
+/** The closing line of the table: how many targets were met, and which were missed. */
+export function targetSummary(figures: readonly BenchFigure[]): string {
+  const verdicts = figures.map((f) => [f.key, judgeTarget(f.value, f.target)] as const);
+  const met = verdicts.filter(([, v]) => v === 'met').length;
+  const missed = verdicts.filter(([, v]) => v === 'missed').map(([k]) => k);
+  const unchecked = figures.filter((f) => f.target !== undefined && judgeTarget(f.value, f.target) === 'unchecked').length;
+  const parts = [`targets: ${met} met`, missed.length === 0 ? '0 missed' : `${missed.length} MISSED (${missed.join(', ')})`];
+  if (unchecked > 0) parts.push(`${unchecked} not checkable from one run`);
+  return parts.join(', ');
+}

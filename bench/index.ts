@@ -2,6 +2,7 @@
  * `npm run bench`: runs every suite and prints a table; `npm run bench -- --json`
  * prints the figures as one JSON object keyed by figure key.
  */
+import { judgeTarget, targetSummary } from './harness';
 import type { BenchFigure, BenchSuite } from './harness';
 import * as core from './core.bench';
 import * as replay from './replay.bench';
@@ -29,14 +30,19 @@ async function main(): Promise<void> {
     const out: Record<string, number> = {};
     for (const f of figures) out[f.key] = f.value;
     process.stdout.write(JSON.stringify(out) + '\n');
+    // The keys of the JSON object stay the figures'; the verdict goes to stderr.
+    process.stderr.write(targetSummary(figures) + '\n');
     return;
   }
-  const rows = figures.map((f) => [f.key, f.label, formatValue(f.value), f.unit, f.target ?? '']);
-  const head = ['key', 'measured', 'value', 'unit', 'target'];
+  // "met": yes, NO (below its target), or "-" for a target one run cannot check.
+  const MET = { met: 'yes', missed: 'NO', unchecked: '-' } as const;
+  const rows = figures.map((f) => [f.key, f.label, formatValue(f.value), f.unit, f.target ?? '', f.target === undefined ? '' : MET[judgeTarget(f.value, f.target)]]);
+  const head = ['key', 'measured', 'value', 'unit', 'target', 'met'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   process.stdout.write(line(head) + '\n' + widths.map((w) => '-'.repeat(w)).join('  ') + '\n');
   for (const r of rows) process.stdout.write(line(r) + '\n');
+  process.stdout.write('\n' + targetSummary(figures) + '\n');
 }
 
 function formatValue(v: number): string {

@@ -1,29 +1,46 @@
-/** A one-line progress bar on a terminal stream (stderr), redrawn at most 10 times a second. */
-export class ProgressBar {
-  private last = 0;
-  private readonly started = Date.now();
+/**
+ * Progress bars on the terminal (cli-progress): bytes read of one large
+ * trace, or traces finished in a batch. Drawn only when the stream is a
+ * terminal (so nothing lands in redirected stderr or a CI log), on stderr so
+ * that stdout stays the report, and erased when done.
+ */
+import { SingleBar } from 'cli-progress';
 
-  constructor(
-    private readonly out: NodeJS.WritableStream & { columns?: number },
-    private readonly total: number,
-  ) {}
+/** A running bar; `stop()` erases it (always call it: the bar's redraw timer runs until then). */
+export interface Progress {
+  update(value: number): void;
+  stop(): void;
+}
 
-  /** Shows `done` of `total` bytes. */
-  update(done: number): void {
-    const now = Date.now();
-    if (now - this.last < 100) return;
-    this.last = now;
-    const frac = this.total > 0 ? Math.min(1, done / this.total) : 0;
-    const width = Math.max(10, Math.min(40, (this.out.columns ?? 80) - 40));
-    const filled = Math.round(frac * width);
-    const mb = (n: number) => (n / (1 << 20)).toFixed(0);
-    const secs = (now - this.started) / 1000;
-    const rate = secs > 0 ? `${mb(done / secs)} MB/s` : '';
-    this.out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(done)}/${mb(this.total)} MB ${rate}\x1b[K`);
-  }
+const MIB = 1 << 20;
 
-  /** Erases the bar. */
-  clear(): void {
-    if (this.last !== 0) this.out.write('\r\x1b[K');
-  }
+/**
+ * Starts a bar counting `total` bytes or traces on `stream`, or returns
+ * undefined when `stream` is not a terminal.
+ */
+export function startProgress(
+  stream: NodeJS.WritableStream & { isTTY?: boolean },
+  total: number,
+  unit: 'bytes' | 'traces',
+): Progress | undefined {
+  if (stream.isTTY !== true) return undefined;
+  const bytes = unit === 'bytes';
+  const bar = new SingleBar({
+    stream: stream as NodeJS.WritableStream,
+    format: bytes
+      ? '[{bar}] {percentage}% {doneMiB}/{totalMiB} MiB, eta {eta_formatted}'
+      : '[{bar}] {percentage}% {value}/{total} traces, eta {eta_formatted}',
+    barCompleteChar: '#',
+    barIncompleteChar: '.',
+    barsize: 30,
+    clearOnComplete: true,
+    hideCursor: false,
+    fps: 10,
+  });
+  const mib = (n: number) => (n / MIB).toFixed(0);
+  bar.start(total, 0, bytes ? { doneMiB: '0', totalMiB: mib(total) } : {});
+  return {
+    update: (value) => bar.update(value, bytes ? { doneMiB: mib(value) } : {}),
+    stop: () => bar.stop(),
+  };
 }

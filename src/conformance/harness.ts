@@ -2,7 +2,7 @@
  * The kit's harness: it drives an implementation through its adapter, keeps
  * its own model of the guest's page tables (from the calls it made) and of
  * every listener's view (from the events the listener received), checks each
- * event against the contract (shared/spec/contract.md C2..C6, C10) when it
+ * event against the contract (docs/contract.md C2..C6, C10) when it
  * arrives, and compares views with the tables after every step (C7..C9).
  * It never asks the implementation for its own idea of a view.
  */
@@ -138,7 +138,7 @@ export class Harness<Ctx = unknown> {
 
   async disableTranslation(): Promise<void> {
     this.step = 'disable translation';
-    await this.adapter.disableTranslation!(this.ctx);
+    await this.optional('disableTranslation')(this.ctx);
     this.translationOn = false;
     this.flush();
     for (const l of this.listeners) {
@@ -152,8 +152,18 @@ export class Harness<Ctx = unknown> {
   /** Turns translation on again; the caller then invalidates globally, as a guest does. */
   async enableTranslation(): Promise<void> {
     this.step = 'enable translation';
-    await this.adapter.enableTranslation!(this.ctx);
+    await this.optional('enableTranslation')(this.ctx);
     this.translationOn = true;
+  }
+
+  /**
+   * An optional adapter method, or a clear error naming it (runScenario skips
+   * scenarios needing a missing one; this guards a scenario run directly).
+   */
+  private optional(method: 'disableTranslation' | 'enableTranslation'): (ctx: Ctx) => unknown {
+    const fn = this.adapter[method];
+    if (typeof fn !== 'function') throw new Error(`conformance kit: scenario "${this.scenario}" needs the adapter's optional ${method}, which it does not have`);
+    return (ctx) => fn.call(this.adapter, ctx);
   }
 
   // ---- listeners ------------------------------------------------------------------

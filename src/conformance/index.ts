@@ -1,6 +1,6 @@
 /**
  * `viommu/conformance`: a jest suite factory that checks an IOMMU
- * implementation against the notifier contract (shared/spec/contract.md,
+ * implementation against the notifier contract (docs/contract.md,
  * C1..C10). The implementation provides a small adapter (see
  * ConformanceAdapter); the kit plays the guest and the host, keeps its own
  * model of the page tables and of every listener's view (computed from the
@@ -16,7 +16,11 @@
  *
  * The scenarios are exported too (`conformanceScenarios`, `runScenario`), to
  * run them outside jest or to assert that a broken implementation fails.
- * The property scenario uses fast-check, which must be installed.
+ *
+ * Peer dependencies (both optional for users who never import this entry
+ * point): jest, whose global `describe`/`test` the suite factory declares its
+ * tests with, and fast-check, which the property scenario runs on. Without
+ * fast-check that one scenario is skipped with its reason.
  */
 import { conformanceScenarios } from './scenarios';
 import type { ConformanceScenario } from './scenarios';
@@ -27,13 +31,23 @@ export type { ConformanceAdapter, ConformanceNotifierHandle, ConformanceOptions,
 export { conformanceScenarios } from './scenarios';
 export type { ConformanceScenario } from './scenarios';
 
+/** What `runScenario` resolves with: the scenario ran and conformed, or could not run here (and why). */
+export type ScenarioOutcome = { status: 'passed' } | { status: 'skipped'; reason: string };
+
 /**
  * Runs one scenario against a fresh instance of the implementation. Resolves
- * when the implementation conforms; rejects with a ConformanceFailure (rule,
- * scenario, step, what was wrong) at the first broken rule.
+ * with `passed` when the implementation conforms, or `skipped` with a reason
+ * when the scenario needs what this adapter or installation lacks (an
+ * optional adapter method such as `disableTranslation`, or fast-check);
+ * rejects with a ConformanceFailure (rule, scenario, step, what was wrong) at
+ * the first broken rule.
  */
-export function runScenario<Ctx>(scenario: ConformanceScenario, adapter: ConformanceAdapter<Ctx>, options: ConformanceOptions = {}): Promise<void> {
-  return scenario.run(adapter as ConformanceAdapter<unknown>, options);
+export async function runScenario<Ctx>(scenario: ConformanceScenario, adapter: ConformanceAdapter<Ctx>, options: ConformanceOptions = {}): Promise<ScenarioOutcome> {
+  const a = adapter as ConformanceAdapter<unknown>;
+  const reason = scenario.unavailable?.(a);
+  if (reason !== undefined) return { status: 'skipped', reason };
+  await scenario.run(a, options);
+  return { status: 'passed' };
 }
 
 type JestLike = {
@@ -43,8 +57,10 @@ type JestLike = {
 
 /**
  * Declares, with jest's global `describe` and `test`, one test per scenario
- * for `adapter`. Call it at the top level of a jest test file. Scenarios that
- * need `disableTranslation` are declared only when the adapter has it.
+ * for `adapter`. Call it at the top level of a jest test file. A scenario
+ * that cannot run here (see runScenario) is still declared, as a test whose
+ * name ends in "skipped: <reason>", so the gap shows in every test report;
+ * that test checks the scenario is indeed skipped for that reason.
  */
 export function describeIommuConformance<Ctx>(name: string, adapter: ConformanceAdapter<Ctx>, options: ConformanceOptions = {}): void {
   const g = globalThis as unknown as Partial<JestLike>;
@@ -54,8 +70,16 @@ export function describeIommuConformance<Ctx>(name: string, adapter: Conformance
   const { describe, test } = g as JestLike;
   describe(`${name}: IOMMU notifier contract conformance`, () => {
     for (const s of conformanceScenarios) {
-      if (s.needsDisable && (adapter.disableTranslation === undefined || adapter.enableTranslation === undefined)) continue;
-      test(`${s.name} (${s.rules.join(', ')})`, () => runScenario(s, adapter, options));
+      const title = `${s.name} (${s.rules.join(', ')})`;
+      const reason = s.unavailable?.(adapter as ConformanceAdapter<unknown>);
+      if (reason === undefined) {
+        test(title, async () => { await runScenario(s, adapter, options); });
+      } else {
+        test(`${title}: skipped: ${reason}`, async () => {
+          const outcome = await runScenario(s, adapter, options);
+          if (outcome.status !== 'skipped' || outcome.reason !== reason) throw new Error(`expected the scenario to be skipped (${reason}), got ${JSON.stringify(outcome)}`);
+        });
+      }
     }
   });
 }

@@ -4,7 +4,7 @@
  * expected state is always the kit's own (Harness.tables, listener views
  * computed from events), never the implementation's.
  */
-import fc from 'fast-check';
+import type * as FastCheck from 'fast-check';
 import { Harness } from './harness';
 import type { ConformanceAdapter, ConformanceOptions, PageSize } from './types';
 import { ConformanceFailure, PAGE_1G, PAGE_2M, PAGE_4K } from './types';
@@ -24,7 +24,39 @@ export interface ConformanceScenario {
   readonly rules: readonly string[];
   /** Needs `disableTranslation`/`enableTranslation`. */
   readonly needsDisable?: boolean;
+  /**
+   * Why the scenario cannot run against `adapter` here (an optional adapter
+   * method it needs is missing, an optional peer dependency is not
+   * installed), or undefined when it can. `runScenario` skips it with this
+   * reason instead of failing on the missing piece.
+   */
+  unavailable?(adapter: ConformanceAdapter<unknown>): string | undefined;
   run(adapter: ConformanceAdapter<unknown>, options: ConformanceOptions): Promise<void>;
+}
+
+/** The reason a scenario needing disable/enable cannot run against `adapter`, if any. */
+function missingDisable(adapter: ConformanceAdapter<unknown>): string | undefined {
+  const missing = (['disableTranslation', 'enableTranslation'] as const).filter((m) => typeof adapter[m] !== 'function');
+  return missing.length === 0 ? undefined : `adapter has no ${missing.join(' or ')}`;
+}
+
+/**
+ * fast-check, loaded when the property scenario first needs it: it is an
+ * optional peer dependency, so `viommu/conformance` must load (and its other
+ * scenarios run) without it. Undefined when it is not installed.
+ */
+let fastCheck: typeof FastCheck | null | undefined;
+function loadFastCheck(): typeof FastCheck | undefined {
+  if (fastCheck === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      fastCheck = require('fast-check') as typeof FastCheck;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'MODULE_NOT_FOUND') throw e;
+      fastCheck = null;
+    }
+  }
+  return fastCheck ?? undefined;
 }
 
 /** Runs `body` on a fresh harness, then checks nothing is left pending. */
@@ -39,7 +71,11 @@ async function withHarness(adapter: ConformanceAdapter<unknown>, name: string, b
 }
 
 function scenario(name: string, rules: string[], body: (h: Harness) => Promise<void>, needsDisable = false): ConformanceScenario {
-  return { name, rules, needsDisable, run: (adapter) => withHarness(adapter, name, body) };
+  return {
+    name, rules, needsDisable,
+    ...(needsDisable ? { unavailable: missingDisable } : {}),
+    run: (adapter) => withHarness(adapter, name, body),
+  };
 }
 
 const registration = scenario('registration is refused without flags or with an empty range', ['C1'], async (h) => {
@@ -200,19 +236,24 @@ interface Op { kind: 'map' | 'unmap'; g: number; m: number; k: number; size: 0 |
 type Inval = 'covering' | 'domain' | 'global' | 'partial';
 
 const SIZES = [K4, M2, G1] as const;
-const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.constantFrom<'map' | 'unmap'>('map', 'map', 'unmap'),
-  g: fc.integer({ min: 0, max: 1 }),
-  m: fc.integer({ min: 0, max: 3 }),
-  k: fc.integer({ min: 0, max: 7 }),
-  size: fc.constantFrom<0 | 1 | 2>(0, 0, 1, 1, 2),
-  target: fc.integer({ min: 0, max: 15 }),
-  perm: fc.constantFrom<1 | 2 | 3>(1, 2, 3),
-});
-const stepArb = fc.record({
-  ops: fc.array(opArb, { minLength: 1, maxLength: 3 }),
-  inval: fc.constantFrom<Inval>('covering', 'covering', 'covering', 'domain', 'global', 'partial'),
-});
+
+/** The property's input: a list of steps, each a few map/unmap ops then one invalidation. */
+function stepsArb(fc: typeof FastCheck) {
+  const opArb: FastCheck.Arbitrary<Op> = fc.record({
+    kind: fc.constantFrom<'map' | 'unmap'>('map', 'map', 'unmap'),
+    g: fc.integer({ min: 0, max: 1 }),
+    m: fc.integer({ min: 0, max: 3 }),
+    k: fc.integer({ min: 0, max: 7 }),
+    size: fc.constantFrom<0 | 1 | 2>(0, 0, 1, 1, 2),
+    target: fc.integer({ min: 0, max: 15 }),
+    perm: fc.constantFrom<1 | 2 | 3>(1, 2, 3),
+  });
+  const stepArb = fc.record({
+    ops: fc.array(opArb, { minLength: 1, maxLength: 3 }),
+    inval: fc.constantFrom<Inval>('covering', 'covering', 'covering', 'domain', 'global', 'partial'),
+  });
+  return fc.array(stepArb, { minLength: 1, maxLength: 8 });
+}
 
 /** The smallest aligned power-of-two range holding [lo, hi]. */
 function covering(lo: bigint, hi: bigint): [bigint, bigint] {
@@ -224,8 +265,11 @@ function covering(lo: bigint, hi: bigint): [bigint, bigint] {
 const property: ConformanceScenario = {
   name: 'random map/unmap/invalidate sequences (fast-check)',
   rules: ['C2', 'C3', 'C4', 'C5', 'C6', 'C9'],
+  unavailable: () => (loadFastCheck() === undefined ? 'fast-check is not installed (an optional peer dependency of viommu/conformance)' : undefined),
   async run(adapter, options) {
-    const prop = fc.asyncProperty(fc.array(stepArb, { minLength: 1, maxLength: 8 }), async (steps) => {
+    const fc = loadFastCheck();
+    if (fc === undefined) throw new Error('conformance kit: the property scenario needs fast-check; install it (npm install --save-dev fast-check)');
+    const prop = fc.asyncProperty(stepsArb(fc), async (steps) => {
       await withHarness(adapter, this.name, async (h) => {
         await h.register('all', ALL);
         await h.register('window', ALL, M2 + 3n * K4, G1 + 2n * M2 + K4 - 1n);

@@ -353,6 +353,77 @@ export class IntervalMap {
     return this.leafCap * (LEAF * 17 + 9);
   }
 
+  /**
+   * Checks the tree's structural invariants and throws an Error naming the
+   * first one broken (tests and fuzzers; O(n)): every leaf at depth
+   * `height`; an inner root with at least two kids (a root with one kid is
+   * a level that should have been collapsed, and the next removal under it
+   * would walk off the path); inner nodes with matching, ascending keys
+   * starting at -Infinity; each leaf non-empty (but a root leaf), its starts
+   * ascending and inside its separators; the leaf chain in tree order;
+   * entries aligned, power-of-two and disjoint; `size` and the leaf pool
+   * (tree leaves + free leaves) accounted for.
+   */
+  validate(): void {
+    const fail = (why: string): never => {
+      throw new Error(`IntervalMap invariant: ${why}`);
+    };
+    const order: number[] = [];
+    const visit = (node: Inner | number, depth: number, lo: number, hi: number): void => {
+      if (depth === this.height) {
+        if (typeof node !== 'number') fail(`an inner node at leaf depth ${depth}`);
+        order.push(node as number);
+        const n = this.counts[node as number]!;
+        if (n > LEAF) fail(`leaf ${node as number} holds ${n} > ${LEAF} slots`);
+        if (n === 0 && this.height > 0) fail(`empty leaf ${node as number} under an inner node`);
+        for (let i = 0; i < n; i++) {
+          const s = this.starts[(node as number) * LEAF + i]!;
+          if (s < lo || s >= hi) fail(`start ${s} in leaf ${node as number} outside its separators [${lo}, ${hi})`);
+        }
+        return;
+      }
+      if (typeof node === 'number') fail(`leaf ${node} at depth ${depth} < height ${this.height}`);
+      const inner = node as Inner;
+      const k = inner.kids.length;
+      if (k === 0 || inner.keys.length !== k) fail(`inner node at depth ${depth} with ${k} kids and ${inner.keys.length} keys`);
+      if (depth === 0 && k < 2) fail(`inner root with ${k} kid(s)`);
+      if (k > FANOUT) fail(`inner node at depth ${depth} with ${k} > ${FANOUT} kids`);
+      if (inner.keys[0] !== -Infinity) fail(`inner node at depth ${depth}: keys[0] = ${inner.keys[0]!}, not -Infinity`);
+      for (let i = 0; i < k; i++) {
+        const klo = i === 0 ? lo : inner.keys[i]!;
+        const khi = i + 1 < k ? inner.keys[i + 1]! : hi;
+        if (klo < lo || khi > hi || !(klo < khi)) fail(`inner node at depth ${depth}: separators out of order at kid ${i}`);
+        visit(inner.kids[i]!, depth + 1, klo, khi);
+      }
+    };
+    visit(this.root, 0, -Infinity, Infinity);
+    const seen = new Set<number>();
+    let total = 0;
+    let prevEnd = -1;
+    for (let j = 0; j < order.length; j++) {
+      const lf = order[j]!;
+      if (seen.has(lf)) fail(`leaf ${lf} reached twice`);
+      seen.add(lf);
+      const want = j + 1 < order.length ? order[j + 1]! : -1;
+      if (this.nexts[lf] !== want) fail(`leaf ${lf}: next ${this.nexts[lf]!}, tree order says ${want}`);
+      if (this.prevs[lf] !== (j > 0 ? order[j - 1]! : -1)) fail(`leaf ${lf}: prev ${this.prevs[lf]!} disagrees with tree order`);
+      const n = this.counts[lf]!;
+      total += n;
+      for (let i = 0; i < n; i++) {
+        const slot = lf * LEAF + i;
+        const s = this.starts[slot]!;
+        const pages = POW2[this.metas[slot]! >> 2]!;
+        if (!Number.isInteger(s) || s < 0 || s % pages !== 0) fail(`entry at ${s} (${pages} frames) is not aligned`);
+        if (s <= prevEnd) fail(`entry at ${s} overlaps or precedes the entry ending at ${prevEnd}`);
+        prevEnd = s + pages - 1;
+      }
+    }
+    if (total !== this.size) fail(`size ${this.size}, leaves hold ${total}`);
+    for (const f of this.freeLeaves) if (seen.has(f)) fail(`leaf ${f} is both free and in the tree`);
+    if (new Set(this.freeLeaves).size !== this.freeLeaves.length) fail('a leaf is free twice');
+    if (seen.size + this.freeLeaves.length !== this.leafTop) fail(`${seen.size} tree leaves + ${this.freeLeaves.length} free != ${this.leafTop} allocated`);
+  }
+
   // ---- internals ----------------------------------------------------------
 
   private setCursor(lf: number, idx: number): boolean {

@@ -64,22 +64,80 @@ export interface IOMMUAddressSpace {
 }
 
 /**
- * What a trace replayer, recorder or conformance kit needs of an IOMMU model.
- * Intel VT-d is the first implementation; virtio-iommu, SMMUv3 and AMD-Vi
- * follow on the same interface.
+ * What a trace replayer, recorder or conformance kit needs of any IOMMU
+ * model. Register-based models (Intel VT-d, SMMUv3, AMD-Vi) also have
+ * `mmioRead`/`mmioWrite` (see MmioIOMMUModel); a request-based model
+ * (virtio-iommu, which the guest drives through a virtqueue) has none and
+ * offers its own request interface instead (VirtioIommuOps in
+ * src/models/virtio-iommu).
  */
 export interface IOMMUModel {
-  /** Trace-v1 model name (`intel-vtd`, ...). */
+  /** Trace-v1 model name (`intel-vtd`, `virtio-iommu`, ...). */
   readonly kind: string;
   readonly events: TypedEmitter<IOMMUModelEvents>;
-  /** Guest read of a register at byte offset `offset` (size 4 or 8). */
-  mmioRead(offset: number, size: 4 | 8): bigint;
-  /** Guest write of a register. Guest errors become modelled behaviour, never exceptions. */
-  mmioWrite(offset: number, size: 4 | 8, value: bigint): void;
+  /** Guest read of a register at byte offset `offset` (size 4 or 8); register-based models only. */
+  mmioRead?(offset: number, size: 4 | 8): bigint;
+  /** Guest write of a register; register-based models only. Guest errors become modelled behaviour, never exceptions. */
+  mmioWrite?(offset: number, size: 4 | 8, value: bigint): void;
   /** One translation as a device requests it; fills caches and records faults like a DMA. */
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult;
   /** The address space of a device, created on first use. */
   addressSpace(sid: number, pasid?: number): IOMMUAddressSpace;
   /** System reset: registers to their reset values, caches dropped, notifiers unmapped (C8). */
   reset(): void;
+}
+
+/** A model programmed through MMIO registers (VT-d, SMMUv3, AMD-Vi). */
+export interface MmioIOMMUModel extends IOMMUModel {
+  mmioRead(offset: number, size: 4 | 8): bigint;
+  mmioWrite(offset: number, size: 4 | 8, value: bigint): void;
+}
+
+/** Whether `model` has MMIO registers. */
+export function hasMmio(model: IOMMUModel): model is MmioIOMMUModel {
+  return typeof model.mmioRead === 'function' && typeof model.mmioWrite === 'function';
+}
+
+/** `model` as a register-based model, or an Error naming the model (a trace's mmio op on a request-based model). */
+export function requireMmio(model: IOMMUModel): MmioIOMMUModel {
+  if (!hasMmio(model)) throw new Error(`model ${model.kind} has no MMIO registers (it is driven by requests)`);
+  return model;
+}
+
+/**
+ * The request-level interface of a virtio-iommu model (trace-v1 "Ops for
+ * request-based models"): the emulator owns the virtio transport and hands
+ * over each request's device-readable bytes and the size of its
+ * device-writable part.
+ */
+export interface VirtioIommuOps {
+  /** Read of the device configuration space (virtio 1.2 5.13.4) at `offset`, `size` 1, 2, 4 or 8 bytes. */
+  virtioConfigRead(offset: number, size: number): bigint;
+  /** Write of the configuration space (only `bypass` is writable). */
+  virtioConfigWrite(offset: number, size: number, value: bigint): void;
+  /** The feature bits the driver acknowledged. */
+  virtioFeatures(value: bigint): void;
+  /**
+   * Processes one request from the request queue; returns what the device
+   * wrote at the start of the device-writable part (its length is the used
+   * length: empty when the request was not completed, e.g. after a device
+   * error). Never throws for guest input.
+   */
+  virtioRequest(data: Uint8Array, writable: number): Uint8Array;
+  /** The oldest fault report the device put on the event queue and the driver has not taken, or undefined. */
+  virtioTakeEvent(): Uint8Array | undefined;
+  /** Device reset (status 0, trace-v1 `virtio.reset`): domains, mappings and endpoints dropped; `bypass` kept. */
+  virtioReset(): void;
+  /** True after a device error (virtio_error: DEVICE_NEEDS_RESET); requests are ignored until virtioReset(). */
+  readonly needsReset: boolean;
+}
+
+/** A virtio-iommu model: no registers, requests instead. */
+export interface VirtioIommuModel extends IOMMUModel, VirtioIommuOps {
+  readonly kind: 'virtio-iommu';
+}
+
+/** Whether `model` is a virtio-iommu model (by its trace-v1 kind). */
+export function isVirtioIommuModel(model: IOMMUModel): model is VirtioIommuModel {
+  return model.kind === 'virtio-iommu';
 }

@@ -126,7 +126,7 @@ class Registration implements NotifierHandle {
 /**
  * The notifier list of one IOMMU address space. It delivers IOMMUTLBEvents to
  * the notifiers whose flags and range match, in registration order, and it
- * enforces the notifier contract (`shared/spec/contract.md`, rules C1..C10):
+ * enforces the notifier contract (`docs/contract.md`, rules C1..C10):
  * it keeps, per notifier with the MAP flag, the view delivered so far (an
  * interval map over IOVA) and checks every event against it before delivery.
  *

@@ -1,5 +1,6 @@
 import { isFault } from '../core/model';
 import type { TranslateResult } from '../core/model';
+import { ramExtentOf } from './guest-memory';
 import type { GuestMemory } from './guest-memory';
 
 /** Translates one IOVA for a read (`write` false) or a write, as a device's DMA would (side effects included). */
@@ -68,13 +69,38 @@ function eachChunk(
 }
 
 /**
+ * Visits the runs of [gpa, gpa + n) that are RAM (`ram(at, offset, count)`)
+ * after a whole-chunk access failed: by extent when the memory can say where
+ * RAM stops (RamExtentSource: a DMA of 16 MiB to unassigned addresses costs
+ * one call per chunk, not one per byte), else byte by byte. Returns nothing:
+ * the caller has already marked the DMA `unassigned`.
+ */
+function eachRamRun(mem: GuestMemory, gpa: number, n: number, ram: (at: number, offset: number, count: number) => void): void {
+  const extents = ramExtentOf(mem);
+  const end = gpa + n;
+  if (extents !== undefined) {
+    let a = gpa;
+    while (a < end) {
+      const run = extents.ramExtent(a, end);
+      // Progress is guaranteed even against a memory that answers nonsense.
+      const stop = run.end > a && run.end <= end ? run.end : end;
+      if (run.ram) ram(a, a - gpa, stop - a);
+      a = stop;
+    }
+    return;
+  }
+  const one = new Uint8Array(1);
+  for (let i = 0; i < n; i++) if (mem.read(gpa + i, one)) ram(gpa + i, i, 1);
+}
+
+/**
  * A device reads `len` bytes at `iova` through the IOMMU, page chunk by page
  * chunk. A faulting chunk reads as zeros and later chunks are still read.
  *
- * A chunk that translates to addresses outside RAM reads as zero byte for
- * byte where there is no RAM: QEMU dispatches such an access to unassigned
- * memory, whose reads return 0 (MEMTX_DECODE_ERROR, which the DMA engine does
- * not see as an IOMMU fault), and the parts of the chunk that are RAM are read.
+ * A chunk that translates to addresses outside RAM reads as zero where there
+ * is no RAM: QEMU dispatches such an access to unassigned memory, whose reads
+ * return 0 (MEMTX_DECODE_ERROR, which the DMA engine does not see as an
+ * IOMMU fault), and the parts of the chunk that are RAM are read.
  */
 export function dmaRead(mem: GuestMemory, translate: DmaTranslate, iova: bigint, len: number): DmaReadResult {
   const data = new Uint8Array(len);
@@ -83,10 +109,12 @@ export function dmaRead(mem: GuestMemory, translate: DmaTranslate, iova: bigint,
     if (gpa === undefined) return;
     const dst = data.subarray(offset, offset + n);
     if (mem.read(gpa, dst)) return;
-    // Partly outside RAM: byte by byte, zeros where nothing is.
+    // Partly or wholly outside RAM: zeros where nothing is (dst may hold garbage from the failed read).
     result.unassigned = true;
-    const one = new Uint8Array(1);
-    for (let i = 0; i < n; i++) dst[i] = mem.read(gpa + i, one) ? one[0]! : 0;
+    dst.fill(0);
+    eachRamRun(mem, gpa, n, (at, off, count) => {
+      if (!mem.read(at, dst.subarray(off, off + count))) dst.fill(0, off, off + count);
+    });
   });
   return result;
 }
@@ -104,7 +132,7 @@ export function dmaWrite(mem: GuestMemory, translate: DmaTranslate, iova: bigint
     const src = data.subarray(offset, offset + n);
     if (mem.write(gpa, src)) return;
     result.unassigned = true;
-    for (let i = 0; i < n; i++) mem.write(gpa + i, src.subarray(i, i + 1));
+    eachRamRun(mem, gpa, n, (at, off, count) => mem.write(at, src.subarray(off, off + count)));
   });
   return result;
 }

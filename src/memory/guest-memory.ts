@@ -26,3 +26,23 @@ export interface GuestMemory {
   writeU32(gpa: number, value: number): boolean;
   writeU64(gpa: number, value: bigint): boolean;
 }
+
+/**
+ * An optional capability of a GuestMemory: where RAM starts and stops. A DMA
+ * that reaches guest-physical addresses with no RAM behind them (unassigned)
+ * then handles each run of RAM or non-RAM in one step instead of probing
+ * byte by byte (`dmaRead`/`dmaWrite` feature-detect it; SparseRam has it).
+ */
+export interface RamExtentSource {
+  /**
+   * Whether `gpa` is RAM, and the end (exclusive, at most `end`) of the run
+   * of addresses from `gpa` that are all RAM or all not RAM. `gpa` < `end`;
+   * an address that is not an integer in [0, 2^53) is not RAM.
+   */
+  ramExtent(gpa: number, end: number): { ram: boolean; end: number };
+}
+
+/** The RAM-extent capability of `mem`, or undefined. */
+export function ramExtentOf(mem: GuestMemory): RamExtentSource | undefined {
+  return typeof (mem as Partial<RamExtentSource>).ramExtent === 'function' ? (mem as GuestMemory & RamExtentSource) : undefined;
+}

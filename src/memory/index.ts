@@ -1,4 +1,4 @@
-export type { GuestMemory } from './guest-memory';
+export type { GuestMemory, RamExtentSource } from './guest-memory';
 export { SparseRam } from './sparse-ram';
 export type { RamRegion } from './sparse-ram';
 export { dmaRead, dmaWrite } from './dma';

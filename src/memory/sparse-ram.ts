@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import type { GuestMemory } from './guest-memory';
+import type { GuestMemory, RamExtentSource } from './guest-memory';
 
 /** One RAM region as the trace header's `ram` gives it (numbers or bigints; hex strings are the reader's business). */
 export interface RamRegion {
@@ -142,7 +142,7 @@ function hex(n: number): string {
  * Page-table walkers that scan whole tables use `pageWords` (PageWordsSource)
  * instead: one lookup per table.
  */
-export class SparseRam implements GuestMemory, PageWordsSource {
+export class SparseRam implements GuestMemory, PageWordsSource, RamExtentSource {
   private readonly regions: Region[];
   private last: Region;
   private pages = 0;
@@ -209,6 +209,28 @@ export class SparseRam implements GuestMemory, PageWordsSource {
     if (r === undefined || gpa < r.base || gpa + len > r.end) return undefined;
     this.last = r;
     return r;
+  }
+
+  ramExtent(gpa: number, end: number): { ram: boolean; end: number } {
+    if (!Number.isInteger(gpa) || gpa < 0 || gpa >= LIMIT) return { ram: false, end };
+    let r = this.regionOf(gpa, 1);
+    if (r === undefined) {
+      // Not RAM up to the next region's base.
+      const rs = this.regions;
+      let lo = 0;
+      let hi = rs.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (rs[mid]!.base <= gpa) lo = mid + 1;
+        else hi = mid;
+      }
+      const next = rs[lo];
+      return { ram: false, end: next === undefined ? end : Math.min(next.base, end) };
+    }
+    // RAM through adjacent regions.
+    let a = r.end;
+    while (a < end && (r = this.regionOf(a, 1)) !== undefined) a = r.end;
+    return { ram: true, end: Math.min(a, end) };
   }
 
   /** Whether every byte of [gpa, gpa + len) is RAM; regions may be adjacent, so an access can span two. */

@@ -15,6 +15,7 @@ import type { IOMMUNotifier } from '../core/notifier-list';
 import type { IOMMUTLBEvent } from '../core/tlb-entry';
 import { IOMMUNotifierFlag } from '../core/tlb-entry';
 import { replayTapped } from '../trace/batch-replay';
+import type { TraceInput } from '../trace/reader';
 import type { ReplayReport } from '../trace/replay';
 import type { TraceEvent, TraceHeader } from '../trace/types';
 
@@ -68,11 +69,12 @@ const PERM = ['none', 'r', 'w', 'rw'];
 const hex = (v: bigint | number) => '0x' + v.toString(16);
 
 /**
- * Replays `file` and collects the marks of each listener. Throws only when
- * the file cannot be read; a malformed trace gives what came before the bad
- * line, with `report.malformed` set.
+ * Replays `file` (a path, bytes or a stream such as stdin) and collects the
+ * marks of each listener. Throws only when the input cannot be read; a
+ * malformed trace gives what came before the bad line, with
+ * `report.malformed` set.
  */
-export async function collectRun(file: string, options: CollectOptions = {}): Promise<CollectedRun> {
+export async function collectRun(file: TraceInput, options: CollectOptions = {}): Promise<CollectedRun> {
   const maxMarks = options.maxMarks ?? 20000;
   const marks: Mark[] = [];
   const totals: Record<MarkKind, number> = { map: 0, unmap: 0, violation: 0, fault: 0 };

@@ -9,7 +9,7 @@ import type { IOMMUModel } from '../core/model';
 import { modelFactory } from './models';
 import type { ModelFactory } from './models';
 import { readTrace } from './reader';
-import type { ReadTraceOptions, TraceHandler } from './reader';
+import type { ReadTraceOptions, TraceHandler, TraceInput } from './reader';
 import { Replayer } from './replay';
 import type { ReplayOptions, ReplayReport } from './replay';
 import { TraceFormatError } from './types';
@@ -61,12 +61,12 @@ export interface TappedReplay {
 }
 
 /**
- * Replays `file` as `replayTrace` does (same report; a malformed trace gives
- * a report with `malformed` set; an unreadable input throws), showing the
- * events to `tap` on the way.
+ * Replays `file` (a path, bytes or a stream such as stdin) as `replayTrace`
+ * does (same report; a malformed trace gives a report with `malformed` set;
+ * an unreadable input throws), showing the events to `tap` on the way.
  */
 export async function replayTapped(
-  file: string, tap: ReplayTap, options: ReplayOptions & ReadTraceOptions = {},
+  file: TraceInput, tap: ReplayTap, options: ReplayOptions & ReadTraceOptions = {},
 ): Promise<TappedReplay> {
   let header: TraceHeader | undefined;
   let factory: ModelFactory | undefined;

@@ -9,7 +9,7 @@ import type { BatchReply, BatchRequest } from './batch';
 const port = parentPort;
 if (port !== null) {
   port.on('message', (req: BatchRequest) => {
-    void replaySummary(req.file).then((result) => {
+    void replaySummary(req.file, req.maxReported === undefined ? {} : { maxReported: req.maxReported }).then((result) => {
       const reply: BatchReply = { index: req.index, result };
       port.postMessage(reply);
     });

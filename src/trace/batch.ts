@@ -9,16 +9,26 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { isExpectation, replayTapped } from './batch-replay';
+import type { ReadTraceOptions, TraceInput } from './reader';
+import type { ReplayMismatch, ReplayOptions, ReplayViolation } from './replay';
 
-/** The summary of one trace's replay. */
+/**
+ * The result of one trace's replay: the replayer's counts and lists (the
+ * lists keep the first `maxReported` of each; the counts stay exact), plus
+ * what the batch table shows.
+ */
 export interface BatchResult {
   file: string;
+  /** The header's model; undefined when the header was not read (unreadable or malformed line 1). */
+  model: string | undefined;
   /** Events applied (header excluded). */
-  ops: number;
+  events: number;
   /** Events that check something against the reference run (see `isExpectation`). */
   expectations: number;
-  mismatches: number;
-  violations: number;
+  mismatchCount: number;
+  violationCount: number;
+  mismatches: ReplayMismatch[];
+  violations: ReplayViolation[];
   /** Set when the trace is malformed (nothing past `line` was replayed). */
   malformed?: { line: number; reason: string };
   /** Set when the trace could not be read at all (missing file, corrupt gzip, worker failure). */
@@ -27,10 +37,14 @@ export interface BatchResult {
   ms: number;
 }
 
-/** Exit status of one result: 0 clean, 1 mismatch or violation, 2 malformed or unreadable. */
-export function resultStatus(r: BatchResult): 0 | 1 | 2 {
+/**
+ * Exit status of one result (trace-v1 "What a replayer reports"): 0 clean,
+ * 1 mismatch or violation, 2 malformed or unreadable. `check` judges the
+ * notifier contract only, so there a mismatch alone is not a failure.
+ */
+export function resultStatus(r: BatchResult, check = false): 0 | 1 | 2 {
   if (r.malformed !== undefined || r.error !== undefined) return 2;
-  return r.mismatches > 0 || r.violations > 0 ? 1 : 0;
+  return (!check && r.mismatchCount > 0) || r.violationCount > 0 ? 1 : 0;
 }
 
 /** Exit status of a batch: that of its worst trace (0 for none). */
@@ -40,27 +54,52 @@ export function batchStatus(results: readonly BatchResult[]): 0 | 1 | 2 {
   return s;
 }
 
-/** Replays one trace in this thread and summarises it (never throws). */
-export async function replaySummary(file: string): Promise<BatchResult> {
+/**
+ * The message of a thrown value. Not `instanceof Error`: errors made in
+ * another realm (a vm context, as under jest) fail that test and would be
+ * printed as "Error: ..." in one place and without the prefix in another.
+ */
+export function errorMessage(e: unknown): string {
+  return typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string' ? (e as Error).message : String(e);
+}
+
+/** A result for a trace that could not be replayed at all. */
+export function failedResult(file: string, error: string, ms = 0): BatchResult {
+  return {
+    file, model: undefined, events: 0, expectations: 0, mismatchCount: 0, violationCount: 0, mismatches: [], violations: [], error, ms,
+  };
+}
+
+/** What `replaySummary` may be given besides the input. */
+export type SummaryOptions = Pick<ReplayOptions, 'record' | 'maxReported'> & Pick<ReadTraceOptions, 'afterChunk' | 'onProgress'>;
+
+/**
+ * Replays one trace in this thread and summarises it (never throws: an
+ * unreadable input gives a result with `error`). `file` names the input in
+ * the result; `input` (default: `file`, a path) may be bytes or a stream.
+ */
+export async function replaySummary(file: string, options: SummaryOptions = {}, input: TraceInput = file): Promise<BatchResult> {
   const t0 = process.hrtime.bigint();
   // Counted from the same events, so a trace that fails part-way reports
   // how far it got consistently.
-  let ops = 0;
+  let events = 0;
   let expectations = 0;
-  let none = false;
+  let model: string | undefined;
   const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
   try {
-    const { report } = await replayTapped(file, {
-      header: (h) => { none = h.model === 'none'; },
-      event: (ev) => { ops++; if (isExpectation(ev, none)) expectations++; },
-    }, { maxReported: 0 });
+    const { report } = await replayTapped(input, {
+      header: (h) => { model = h.model; },
+      event: (ev) => { events++; if (isExpectation(ev, model === 'none')) expectations++; },
+    }, { ...options, name: file });
     const r: BatchResult = {
-      file, ops: report.events, expectations, mismatches: report.mismatchCount, violations: report.violationCount, ms: ms(),
+      file, model, events: report.events, expectations,
+      mismatchCount: report.mismatchCount, violationCount: report.violationCount,
+      mismatches: report.mismatches, violations: report.violations, ms: ms(),
     };
     if (report.malformed) r.malformed = report.malformed;
     return r;
   } catch (e) {
-    return { file, ops, expectations, mismatches: 0, violations: 0, error: e instanceof Error ? e.message : String(e), ms: ms() };
+    return { ...failedResult(file, errorMessage(e), ms()), model, events, expectations };
   }
 }
 
@@ -69,6 +108,8 @@ export interface BatchOptions {
   jobs?: number;
   /** Called as each trace finishes (in completion order). */
   onResult?: (result: BatchResult, index: number) => void;
+  /** How many mismatches and violations each result lists (default 1000, as the replayer); the counts stay exact. */
+  maxReported?: number;
 }
 
 /**
@@ -99,7 +140,7 @@ function workerScript(): { filename: string; eval: boolean } {
 }
 
 /** Message from the parent to a worker, and back. */
-export interface BatchRequest { index: number; file: string }
+export interface BatchRequest { index: number; file: string; maxReported: number | undefined }
 export interface BatchReply { index: number; result: BatchResult }
 
 /**
@@ -109,13 +150,14 @@ export interface BatchReply { index: number; result: BatchResult }
  */
 export async function runBatchReplay(files: readonly string[], options: BatchOptions = {}): Promise<BatchResult[]> {
   const results: BatchResult[] = new Array(files.length);
+  const summaryOptions = options.maxReported === undefined ? {} : { maxReported: options.maxReported };
   const jobs = Math.max(1, Math.min(options.jobs ?? availableParallelism(), files.length));
   const done = (index: number, r: BatchResult) => {
     results[index] = r;
     options.onResult?.(r, index);
   };
   if (jobs <= 1 || files.length <= 1) {
-    for (let i = 0; i < files.length; i++) done(i, await replaySummary(files[i]!));
+    for (let i = 0; i < files.length; i++) done(i, await replaySummary(files[i]!, summaryOptions));
     return results;
   }
   const script = workerScript();
@@ -136,7 +178,7 @@ export async function runBatchReplay(files: readonly string[], options: BatchOpt
           void w.terminate();
           return;
         }
-        current = { index: next, file: files[next]! };
+        current = { index: next, file: files[next]!, maxReported: options.maxReported };
         next++;
         w.postMessage(current);
       };
@@ -147,14 +189,14 @@ export async function runBatchReplay(files: readonly string[], options: BatchOpt
       w.on('error', (e) => {
         // The worker is gone: its trace fails, a fresh worker takes the rest.
         if (current !== undefined) {
-          done(current.index, { file: current.file, ops: 0, expectations: 0, mismatches: 0, violations: 0, error: `worker failed: ${e.message}`, ms: 0 });
+          done(current.index, failedResult(current.file, `worker failed: ${e.message}`));
           current = undefined;
         }
       });
       w.on('exit', () => {
         live--;
         if (current !== undefined) {
-          done(current.index, { file: current.file, ops: 0, expectations: 0, mismatches: 0, violations: 0, error: 'worker exited', ms: 0 });
+          done(current.index, failedResult(current.file, 'worker exited'));
           current = undefined;
         }
         start();

@@ -1,5 +1,5 @@
 /**
- * Trace format v1 (shared/spec/trace-v1.md): typed records, a streaming
+ * Trace format v1 (docs/trace-format.md): typed records, a streaming
  * reader (plain or gzip), a writer, the replayer and its model registry.
  */
 export type {

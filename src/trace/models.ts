@@ -6,6 +6,7 @@ import type { GuestMemory } from '../memory/guest-memory';
 import type { IOMMUModel } from '../core/model';
 import { createIntelVtd } from '../models/intel-vtd';
 import type { VtdConfig } from '../models/intel-vtd';
+import { createVirtioIommu } from '../models/virtio-iommu';
 
 /** Builds a model from the trace header's `config` (validated by the model) over guest memory. */
 export type ModelFactory = (config: unknown, mem: GuestMemory) => IOMMUModel;
@@ -45,5 +46,8 @@ function registerBuiltins(): void {
   builtinsDone = true;
   if (!registry.has('intel-vtd')) {
     registry.set('intel-vtd', (config, mem) => createIntelVtd((config ?? {}) as Partial<VtdConfig>, mem));
+  }
+  if (!registry.has('virtio-iommu')) {
+    registry.set('virtio-iommu', (config, mem) => createVirtioIommu(config as Record<string, unknown> | undefined, mem));
   }
 }

@@ -6,6 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { parseEventLine, parseHeader } from './parse';
@@ -43,9 +44,43 @@ export interface ReadTraceResult {
   lines: number;
 }
 
+/**
+ * Byte offset of the first ill-formed UTF-8 sequence in `buf[start, end)`
+ * (Unicode 15, Table 3-7 "Well-Formed UTF-8 Byte Sequences": no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or -1 when it is
+ * well-formed. Only called on a line already known to be bad, to name where.
+ */
+export function firstInvalidUtf8(buf: Uint8Array, start: number, end: number): number {
+  let i = start;
+  while (i < end) {
+    const b = buf[i]!;
+    if (b < 0x80) { i++; continue; }
+    let n: number; let lo = 0x80; let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) n = 1;
+    else if (b >= 0xe0 && b <= 0xef) { n = 2; if (b === 0xe0) lo = 0xa0; else if (b === 0xed) hi = 0x9f; }
+    else if (b >= 0xf0 && b <= 0xf4) { n = 3; if (b === 0xf0) lo = 0x90; else if (b === 0xf4) hi = 0x8f; }
+    else return i - start;
+    if (i + n >= end) return i - start; // truncated sequence
+    const c1 = buf[i + 1]!;
+    if (c1 < lo || c1 > hi) return i - start;
+    for (let k = 2; k <= n; k++) {
+      const c = buf[i + k]!;
+      if (c < 0x80 || c > 0xbf) return i - start;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
 const GZIP_MAGIC_0 = 0x1f;
 const GZIP_MAGIC_1 = 0x8b;
 const HIGH_WATER_MARK = 1 << 20;
+/**
+ * Longest line read (256 MiB): twice the hex of the largest DMA payload the
+ * parser accepts (64 MiB) with room to spare, and below V8's string limit
+ * (~512 MiB), so an endless line is a malformed trace, not an out-of-memory.
+ */
+export const MAX_LINE_BYTES = 256 << 20;
 
 function toChunks(input: Exclude<TraceInput, string>): AsyncIterable<Uint8Array> {
   if (input instanceof Uint8Array) {
@@ -111,7 +146,10 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
   let total: number | undefined;
   let source: AsyncIterable<Uint8Array>;
   if (typeof input === 'string') {
-    total = (await stat(input)).size;
+    const st = await stat(input);
+    // A directory opens fine and fails on read with a bare "EISDIR: illegal operation": name it.
+    if (st.isDirectory()) throw Object.assign(new Error(`${input}: is a directory, not a trace`), { code: 'EISDIR' });
+    total = st.size;
     source = createReadStream(input, { highWaterMark: HIGH_WATER_MARK });
   } else {
     source = toChunks(input);
@@ -132,9 +170,19 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
   let lineNo = 0;
   const fast = handler.fastLine;
   let header: TraceHeader | undefined;
-  const handle = (buf: Buffer, start: number, end: number) => {
+  /**
+   * One line. `check`: validate its UTF-8 first (trace-v1 "Encoding": a trace
+   * is UTF-8, so an ill-formed sequence is a malformed line, never a U+FFFD
+   * read silently). Whole chunks are validated at once (one `isUtf8` call per
+   * MiB), so lines are checked one by one only in a chunk that failed.
+   */
+  const handle = (buf: Buffer, start: number, end: number, check: boolean) => {
     lineNo++;
+    if (end - start > MAX_LINE_BYTES) throw new TraceFormatError(lineNo, `line longer than ${MAX_LINE_BYTES} bytes`);
     if (end > start && buf[end - 1] === 13) end--;
+    if (check && !isUtf8(buf.subarray(start, end))) {
+      throw new TraceFormatError(lineNo, `invalid UTF-8 at byte ${firstInvalidUtf8(buf, start, end) + 1} of the line (a trace is UTF-8: trace-v1 "Encoding")`);
+    }
     if (header === undefined) {
       if (lineNo !== 1 || end === start) throw new TraceFormatError(lineNo, 'line 1 must be the trace header');
       header = parseHeader(buf.toString('utf8', start, end), lineNo);
@@ -150,6 +198,7 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
     // Bytes of a line that spans chunks. Lines are cut at byte 0x0a, which
     // never occurs inside a multi-byte UTF-8 sequence.
     let carry: Buffer[] = [];
+    let carryBytes = 0;
     for await (const chunk of decode(source, progress)) {
       let pos = 0;
       let nl = chunk.indexOf(10);
@@ -157,21 +206,30 @@ export async function readTrace(input: TraceInput, handler: TraceHandler, option
         carry.push(chunk.subarray(0, nl));
         const joined = Buffer.concat(carry);
         carry = [];
-        handle(joined, 0, joined.length);
+        carryBytes = 0;
+        handle(joined, 0, joined.length, true);
         pos = nl + 1;
         nl = chunk.indexOf(10, pos);
       }
+      // The complete lines of this chunk, [pos, last newline), validated at
+      // once: they start and end at a line break, so no sequence is cut.
+      const last = nl >= 0 ? chunk.lastIndexOf(10) : -1;
+      const check = last > pos && !isUtf8(chunk.subarray(pos, last));
       while (nl >= 0) {
-        handle(chunk, pos, nl);
+        handle(chunk, pos, nl, check);
         pos = nl + 1;
         nl = chunk.indexOf(10, pos);
       }
-      if (pos < chunk.length) carry.push(chunk.subarray(pos));
+      if (pos < chunk.length) {
+        carry.push(chunk.subarray(pos));
+        carryBytes += chunk.length - pos;
+        if (carryBytes > MAX_LINE_BYTES) throw new TraceFormatError(lineNo + 1, `line longer than ${MAX_LINE_BYTES} bytes`);
+      }
       if (afterChunk) await afterChunk();
     }
     if (carry.length) {
       const joined = Buffer.concat(carry);
-      handle(joined, 0, joined.length);
+      handle(joined, 0, joined.length, true);
     }
   } catch (e) {
     if (e instanceof TraceFormatError && name !== undefined && e.file === undefined) {

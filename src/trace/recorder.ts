@@ -1,6 +1,6 @@
 /**
  * The trace recorder: sits between a host emulator and an IOMMU model and
- * writes a trace v1 (shared/spec/trace-v1.md) of what the guest and its
+ * writes a trace v1 (docs/trace-format.md) of what the guest and its
  * devices did, with every expectation filled from the live run, so that the
  * run can be replayed offline (`viommu replay`) and must replay clean.
  *
@@ -44,7 +44,7 @@
  * outer operation's lines; likewise a notifier removed during a delivery.
  */
 import { IOMMUAccessFlags } from '../core/access';
-import { isFault } from '../core/model';
+import { isFault, requireMmio } from '../core/model';
 import type { IOMMUAddressSpace, IOMMUModel, MsiMessage, TranslateResult } from '../core/model';
 import type { IOMMUNotifier, NotifierHandle, NotifierList } from '../core/notifier-list';
 import type { IOMMUEventType, IOMMUTLBEvent } from '../core/tlb-entry';
@@ -196,7 +196,7 @@ export class TraceRecorder {
   mmioWrite(reg: number, size: 4 | 8, value: bigint): void {
     const nested = this.begin();
     try {
-      this.model.mmioWrite(reg, size, value);
+      requireMmio(this.model).mmioWrite(reg, size, value);
     } finally {
       this.finish(nested, { op: 'mmio.write', line: 0, reg, size, value });
     }
@@ -207,7 +207,7 @@ export class TraceRecorder {
     const nested = this.begin();
     let v: bigint | undefined;
     try {
-      v = this.model.mmioRead(reg, size);
+      v = requireMmio(this.model).mmioRead(reg, size);
     } finally {
       this.finish(nested, { op: 'mmio.read', line: 0, reg, size, expect: v ?? 0n });
     }

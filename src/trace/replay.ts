@@ -1,5 +1,5 @@
 /**
- * The trace replayer (shared/spec/trace-v1.md): applies a trace's events, in
+ * The trace replayer (docs/trace-format.md): applies a trace's events, in
  * order, to an IOMMU model and guest memory, checks every expectation and
  * every rule of the notifier contract, and reports what did not hold.
  *
@@ -13,7 +13,7 @@ import { appendRun, firstDifference } from '../core/runs';
 import type { TranslationRun } from '../core/runs';
 import { ContractViolation } from '../core/errors';
 import type { ContractRule } from '../core/errors';
-import { isFault } from '../core/model';
+import { hasMmio, isFault, isVirtioIommuModel } from '../core/model';
 import type { IOMMUAddressSpace, IOMMUModel, MsiMessage } from '../core/model';
 import { NotifierList } from '../core/notifier-list';
 import type { IOMMUNotifier, NotifierHandle } from '../core/notifier-list';
@@ -85,16 +85,8 @@ export interface ReplayOptions {
   maxReported?: number;
 }
 
-/** Optional request-level interface of virtio-iommu models (trace-v1 "Ops for request-based models"). */
-export interface VirtioIommuOps {
-  virtioConfigRead(offset: number, size: number): bigint;
-  virtioConfigWrite(offset: number, size: number, value: bigint): void;
-  virtioFeatures(value: bigint): void;
-  /** Processes one request; returns what the device wrote to the device-writable part. */
-  virtioRequest(data: Uint8Array, writable: number): Uint8Array;
-  /** Fault reports the device put on the event queue since the last call. */
-  virtioTakeEvents(): Uint8Array[];
-}
+/** The request-level interface of virtio-iommu models (declared in core; re-exported for existing importers). */
+export type { VirtioIommuOps } from '../core/model';
 
 const TYPE_NAME: Record<number, 'MAP' | 'UNMAP' | 'DEVIOTLB_UNMAP'> = { 1: 'UNMAP', 2: 'MAP', 4: 'DEVIOTLB_UNMAP' };
 const TWO53 = 2n ** 53n;
@@ -154,10 +146,6 @@ function gpaOf(gpa: bigint): number {
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
-function hasVirtio(m: IOMMUModel | undefined): m is IOMMUModel & VirtioIommuOps {
-  return m !== undefined && typeof (m as Partial<VirtioIommuOps>).virtioRequest === 'function';
 }
 
 /**
@@ -429,9 +417,11 @@ export class Replayer implements TraceHandler {
     const got = ev as { got?: unknown };
     switch (ev.op) {
       case 'mmio.write':
+        if (!hasMmio(model)) return this.noMmio(model, ev);
         model.mmioWrite(ev.reg, ev.size, ev.value);
         return;
       case 'mmio.read': {
+        if (!hasMmio(model)) return this.noMmio(model, ev);
         const v = model.mmioRead(ev.reg, ev.size);
         got.got = v;
         if (ev.expect !== undefined && v !== ev.expect) {
@@ -495,8 +485,12 @@ export class Replayer implements TraceHandler {
     }
   }
 
+  private noMmio(model: IOMMUModel, ev: TraceEvent): void {
+    this.mismatch(ev.line, ev.op, null, null, `${ev.op} is not supported by model ${model.kind} (it has no MMIO registers)`);
+  }
+
   private applyVirtio(model: IOMMUModel, ev: TraceEvent): void {
-    if (!hasVirtio(model)) {
+    if (!isVirtioIommuModel(model)) {
       this.mismatch(ev.line, ev.op, null, null, `${ev.op} is not supported by model ${model.kind} (a virtio-iommu op)`);
       return;
     }
@@ -521,8 +515,8 @@ export class Replayer implements TraceHandler {
         return;
       }
       case 'virtio.event.expect': {
-        const events = model.virtioTakeEvents();
-        const first = events[0];
+        // One report per line, in order (a DMA may queue several).
+        const first = model.virtioTakeEvent();
         if (first === undefined || !bytesEqual(first, ev.data)) {
           this.mismatch(ev.line, ev.op, hexBytes(ev.data), first ? hexBytes(first) : null, first ? 'event differs' : 'no event was queued');
         }

@@ -1,5 +1,5 @@
 /**
- * Typed records of trace format v1 (shared/spec/trace-v1.md). Addresses,
+ * Typed records of trace format v1 (docs/trace-format.md). Addresses,
  * masks and register values are bigint (they may reach 2^64 - 1); small
  * counts are numbers; byte payloads are Uint8Array in memory order. Every
  * event carries the 1-based line it came from.

@@ -49,6 +49,12 @@ describe('viommu check on the fixtures', () => {
       const c = await cli('check', f);
       expect(c.code).toBe(0);
       expect(c.out).not.toMatch(/view\.expect/);
+      // --json tells the truth about mismatches (it never zeroes them), while the status stays check's.
+      const replayJson = JSON.parse((await cli('replay', f, '--json')).out) as { mismatchCount: number; mismatches: Array<{ line: number; op: string }> };
+      const checkJson = JSON.parse((await cli('check', f, '--json')).out) as Record<string, unknown>;
+      expect(replayJson.mismatchCount).toBeGreaterThan(0);
+      expect(replayJson.mismatches.some((m) => m.line === v + 1 && m.op === 'view.expect')).toBe(true);
+      expect(checkJson).toMatchObject({ command: 'check', status: 0, ok: true, violationCount: 0, mismatchCount: replayJson.mismatchCount, mismatches: replayJson.mismatches });
     });
 
     test('a malformed trace exits 2 with the line', async () => {

@@ -43,7 +43,7 @@ describe('viommu replay', () => {
     const r = await cli('replay', join(FIX, 'violation-c6.jsonl'), '--json');
     expect(r.code).toBe(1);
     const report = JSON.parse(r.out);
-    expect(report).toMatchObject({ model: 'none', ok: false, violationCount: 1, violations: [{ line: 3, rule: 'C6', listener: 'low' }] });
+    expect(report).toMatchObject({ schemaVersion: 1, command: 'replay', model: 'none', status: 1, ok: false, violationCount: 1, violations: [{ line: 3, rule: 'C6', listener: 'low' }] });
     expect(r.out.trim().split('\n')).toHaveLength(1);
   });
 
@@ -60,10 +60,23 @@ describe('viommu replay', () => {
     expect((await cli('replay', '/nonexistent.jsonl')).code).toBe(2);
     expect((await cli('replay', '/nonexistent.jsonl')).err).toMatch(/cannot read \/nonexistent.jsonl: ENOENT/);
     expect((await cli('replay')).code).toBe(2);
-    expect((await cli('replay', 'a', 'b')).code).toBe(2);
     expect((await cli('replay', 'a', '--bogus')).code).toBe(2);
-    expect((await cli('frobnicate')).err).toMatch(/unknown command "frobnicate"/);
+    expect((await cli('check', 'a', 'b')).code).toBe(2);
+    expect((await cli('frobnicate')).err).toMatch(/unknown command 'frobnicate'/);
     expect((await cli()).code).toBe(2);
+  });
+
+  test('an unknown option is named, with the nearest known one, exit 2', async () => {
+    for (const cmd of ['replay', 'check']) {
+      const r = await cli(cmd, join(FIX, 'clean.jsonl'), '--jsn');
+      expect(r.code).toBe(2);
+      expect(r.out).toBe('');
+      expect(r.err).toMatch(/^viommu: error: unknown option '--jsn'\n\(Did you mean --json\?\)\n/);
+      expect(r.err).toContain(`viommu ${cmd} --help`);
+    }
+    const rep = await cli('report', join(FIX, 'clean.jsonl'), '-o', '/dev/null', '--max-mark', '3');
+    expect(rep.code).toBe(2);
+    expect(rep.err).toMatch(/unknown option '--max-mark'\n\(Did you mean --max-marks\?\)/);
   });
 
   test('--record writes the trace with expectations filled; it replays clean', async () => {
@@ -80,14 +93,45 @@ describe('viommu replay', () => {
     expect((await cli('replay', clean)).code).toBe(0);
   });
 
-  test('--help and per-command help', async () => {
+  test('--help and per-command help, in one format', async () => {
     const top = await cli('--help');
     expect(top.code).toBe(0);
-    expect(top.out).toMatch(/viommu replay <trace>/);
-    const sub = await cli('replay', '--help');
-    expect(sub.code).toBe(0);
-    expect(sub.out).toMatch(/--record OUT/);
+    expect(top.out).toMatch(/^Usage: viommu \[options\] \[command\]$/m);
+    for (const c of ['replay', 'check', 'report', 'import', 'help']) expect(top.out).toMatch(new RegExp(`^  ${c} `, 'm'));
+    expect(top.out).toMatch(/Exit status \(trace-v1\): 0 /);
+    expect((await cli('help')).out).toBe(top.out);
+    for (const c of ['replay', 'check', 'report', 'import']) {
+      const viaOption = await cli(c, '--help');
+      const viaHelp = await cli('help', c);
+      expect([c, viaOption.code, viaHelp.code]).toEqual([c, 0, 0]);
+      expect(viaHelp.out).toBe(viaOption.out);
+      // Every command's help has the same parts: usage, description, arguments, options, exit status.
+      expect(viaOption.out).toMatch(new RegExp(`^Usage: viommu ${c} \\[options\\] <`, 'm'));
+      expect(viaOption.out).toMatch(/^Arguments:$/m);
+      expect(viaOption.out).toMatch(/^Options:\n(.|\n)*  -h, --help +this help$/m);
+      expect(viaOption.out).toMatch(/Exit status/);
+    }
+    const replay = await cli('replay', '--help');
+    expect(replay.out).toMatch(/--record <OUT>/);
+    // The help describes the batch table's columns with the word the table uses.
+    expect(replay.out).toMatch(/one row per trace: events,/);
     expect((await cli('help', 'check')).out).toMatch(/Usage: viommu check/);
+  });
+
+  test('help for an unknown command is an error naming it, exit 2', async () => {
+    const r = await cli('help', 'foo');
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/unknown command "foo" \(commands: replay, check, report, import, help\)/);
+  });
+
+  test('--version prints the version in package.json', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await cli(flag);
+      expect(r.code).toBe(0);
+      expect(r.out).toBe(`${pkg.version}\n`);
+    }
   });
 });
 
@@ -129,5 +173,12 @@ describe('bin/viommu.js', () => {
     const bad = spawnSync(process.execPath, [join(ROOT, 'bin/viommu.js'), 'replay', join(FIX, 'violation-c10.jsonl'), '--json'], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(JSON.parse(bad.stdout).violations[0].rule).toBe('C10');
+    // dist/cli finds package.json two levels up, as src/cli does.
+    const version = spawnSync(process.execPath, [join(ROOT, 'bin/viommu.js'), '--version'], { encoding: 'utf8' });
+    expect(version.status).toBe(0);
+    expect(version.stdout).toBe(`${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+    const typo = spawnSync(process.execPath, [join(ROOT, 'bin/viommu.js'), 'replay', join(FIX, 'clean.jsonl'), '--jsn'], { encoding: 'utf8' });
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toMatch(/unknown option '--jsn'/);
   }, 240_000);
 });

@@ -135,3 +135,223 @@ describe('IntervalMap', () => {
     expect(m.seek(1201)).toBe(false);
   });
 });
+
+/**
+ * The B+tree against a plain sorted array of entries, with the operations a
+ * view sees in a sync: bulk inserts of up to hundreds of thousands of entries
+ * into a region first cleared by a range removal (one leaf replaced by many),
+ * range removals of whole entries (UNMAP, unmapAll), single inserts and
+ * removals, and clear. After every operation the tree's structural invariants
+ * hold (`validate()`), its size and point lookups agree with the model, and
+ * at the end of each run (and after every operation in the small runs) its
+ * contents equal the model's.
+ */
+describe('IntervalMap against a sorted-array model', () => {
+  type Op =
+    | { k: 'bulk'; at: number; count: number; order: number; how: 'asc' | 'desc' | 'odd-even' }
+    | { k: 'block'; at: number; order: number }
+    | { k: 'removeRange'; at: number; len: number }
+    | { k: 'insert'; at: number }
+    | { k: 'remove'; at: number }
+    | { k: 'clear' };
+
+  /** Model: entries sorted by start (starts and ends both ascending: entries are disjoint). */
+  class Model {
+    e: Ref[] = [];
+    /** First index whose entry ends at or after frame p. */
+    firstEndingFrom(p: number): number {
+      let lo = 0;
+      let hi = this.e.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const r = this.e[mid]!;
+        if (r.s + r.n - 1 < p) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    }
+    /** Removes every entry intersecting [a, b]; returns how many. */
+    removeRange(a: number, b: number): number {
+      const i = this.firstEndingFrom(a);
+      let j = i;
+      while (j < this.e.length && this.e[j]!.s <= b) j++;
+      this.e.splice(i, j - i);
+      return j - i;
+    }
+    /** Inserts ascending, disjoint entries that overlap nothing present. */
+    insertRun(run: Ref[]): void {
+      if (run.length === 0) return;
+      const i = this.firstEndingFrom(run[0]!.s);
+      this.e = this.e.slice(0, i).concat(run, this.e.slice(i));
+    }
+    overlaps(s: number, n: number): boolean {
+      const i = this.firstEndingFrom(s);
+      return i < this.e.length && this.e[i]!.s <= s + n - 1;
+    }
+  }
+
+  function removeRange(m: IntervalMap, a: number, b: number): number {
+    let k = 0;
+    while (m.seek(a) && m.curStart <= b) {
+      m.removeAtCursor();
+      k++;
+    }
+    return k;
+  }
+
+  const xlatOf = (s: number) => (s * 7 + 3) % 2 ** 40;
+  const permOf = (s: number) => 1 + (s % 3);
+
+  /** Runs ops on both; `space` frames; `fullEvery`: compare all contents after each op. */
+  function run(ops: Op[], space: number, fullEvery: boolean): void {
+    const m = new IntervalMap();
+    const model = new Model();
+    const probes: number[] = [];
+    for (const op of ops) {
+      probes.length = 0;
+      switch (op.k) {
+        case 'bulk': {
+          const n = 2 ** op.order;
+          const s0 = Math.floor((op.at % space) / n) * n;
+          const count = Math.min(op.count, Math.floor((space - s0) / n));
+          if (count <= 0) break;
+          const last = s0 + count * n - 1;
+          // The region is cleared first (a sync unmaps the leaf it replaces).
+          expect(removeRange(m, s0, last)).toBe(model.removeRange(s0, last));
+          const runEntries: Ref[] = [];
+          for (let i = 0; i < count; i++) {
+            const s = s0 + i * n;
+            runEntries.push({ s, n, x: xlatOf(s), perm: permOf(s) });
+          }
+          const put = (i: number) => {
+            const r = runEntries[i]!;
+            m.insert(r.s, r.n, r.x, r.perm);
+          };
+          if (op.how === 'asc') for (let i = 0; i < count; i++) put(i);
+          else if (op.how === 'desc') for (let i = count - 1; i >= 0; i--) put(i);
+          else {
+            for (let i = 1; i < count; i += 2) put(i);
+            for (let i = 0; i < count; i += 2) put(i);
+          }
+          model.insertRun(runEntries);
+          probes.push(s0 - 1, s0, last, last + 1);
+          break;
+        }
+        case 'block': {
+          const n = 2 ** op.order;
+          const s = Math.floor((op.at % space) / n) * n;
+          expect(removeRange(m, s, s + n - 1)).toBe(model.removeRange(s, s + n - 1));
+          m.insert(s, n, xlatOf(s), permOf(s));
+          model.insertRun([{ s, n, x: xlatOf(s), perm: permOf(s) }]);
+          probes.push(s - 1, s, s + n - 1, s + n);
+          break;
+        }
+        case 'removeRange': {
+          const a = op.at % space;
+          const b = a + op.len;
+          expect(removeRange(m, a, b)).toBe(model.removeRange(a, b));
+          probes.push(a - 1, a, b, b + 1);
+          break;
+        }
+        case 'insert': {
+          const s = op.at % space;
+          if (model.overlaps(s, 1)) break;
+          m.insert(s, 1, xlatOf(s), permOf(s));
+          model.insertRun([{ s, n: 1, x: xlatOf(s), perm: permOf(s) }]);
+          probes.push(s - 1, s, s + 1);
+          break;
+        }
+        case 'remove': {
+          const s = op.at % space;
+          const present = model.e.some((r) => r.s === s);
+          expect(m.remove(s)).toBe(present);
+          if (present) model.removeRange(s, s);
+          probes.push(s - 1, s, s + 1);
+          break;
+        }
+        case 'clear':
+          m.clear();
+          model.e = [];
+          probes.push(0, space - 1);
+          break;
+      }
+      m.validate();
+      expect(m.size).toBe(model.e.length);
+      for (const q of probes) {
+        const p = Math.max(0, q);
+        const i = model.firstEndingFrom(p);
+        const want = model.e[i];
+        expect(m.seek(p)).toBe(want !== undefined);
+        if (want) expect([m.curStart, m.curPages, m.curXlat, m.curPerm]).toEqual([want.s, want.n, want.x, want.perm]);
+      }
+      if (fullEvery) expect(contents(m)).toEqual(model.e);
+    }
+    expect(contents(m)).toEqual(model.e);
+    // Everything can still be removed, front to back, and the tree is whole afterwards.
+    expect(removeRange(m, 0, space)).toBe(model.e.length);
+    m.validate();
+    expect(m.size).toBe(0);
+  }
+
+  function opArb(space: number, maxCount: number): fc.Arbitrary<Op> {
+    const at = fc.integer({ min: 0, max: space - 1 });
+    return fc.oneof(
+      { weight: 3, arbitrary: fc.record({
+        k: fc.constant('bulk' as const), at,
+        count: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: maxCount })),
+        order: fc.constantFrom(0, 0, 0, 1, 3, 9),
+        how: fc.constantFrom('asc' as const, 'asc' as const, 'desc' as const, 'odd-even' as const),
+      }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('block' as const), at, order: fc.integer({ min: 0, max: 18 }) }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant('removeRange' as const), at, len: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: space })) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('insert' as const), at }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('remove' as const), at }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant('clear' as const) }) },
+    );
+  }
+
+  it('property: small maps, many operations, contents compared after each', () => {
+    const space = 1 << 14;
+    fc.assert(fc.property(fc.array(opArb(space, 4000), { maxLength: 60 }), (ops) => run(ops, space, true)), { numRuns: 150 });
+  });
+
+  it('property: large bulk inserts (up to 3 x 10^5 entries) and range removals', () => {
+    const space = 1 << 21;
+    const big = fc.record({
+      k: fc.constant('bulk' as const),
+      at: fc.integer({ min: 0, max: space - 1 }),
+      count: fc.integer({ min: 100_000, max: 300_000 }),
+      order: fc.constant(0),
+      how: fc.constantFrom('asc' as const, 'desc' as const, 'odd-even' as const),
+    });
+    const ops = fc.tuple(fc.array(opArb(space, 20_000), { maxLength: 4 }), big, fc.array(opArb(space, 20_000), { maxLength: 4 }))
+      .map(([a, b, c]) => [...a, b, ...c]);
+    fc.assert(fc.property(ops, (o) => run(o, space, false)), { numRuns: 12 });
+  });
+
+  it('survives the reported case: a 1 GiB entry replaced by 511 x 512 entries between others, then everything removed', () => {
+    // Issue 13 item 10: a sync replaced one 1 GiB leaf by 261 632 4 KiB
+    // entries (511 aliased level-2 slots); unmapAll then threw a TypeError
+    // from removeKid. Entries before and after the leaf keep the bulk insert
+    // in the middle of the map, so inner nodes split with a lone kid.
+    const G = 1 << 18;
+    const m = new IntervalMap();
+    const model = new Model();
+    const before: Ref[] = [];
+    for (let i = 0; i < 5000; i++) before.push({ s: i, n: 1, x: i, perm: 3 });
+    const after: Ref[] = [];
+    for (let i = 0; i < 100; i++) after.push({ s: 2 * G + i, n: 1, x: i, perm: 3 });
+    for (const r of [...before, { s: G, n: G, x: 0, perm: 3 }, ...after]) m.insert(r.s, r.n, r.x, r.perm);
+    removeRange(m, G, 2 * G - 1);
+    const bulk: Ref[] = [];
+    for (let i = 0; i < 511 * 512; i++) bulk.push({ s: G + i, n: 1, x: i, perm: 1 });
+    for (const r of bulk) m.insert(r.s, r.n, r.x, r.perm);
+    model.e = [...before, ...bulk, ...after];
+    m.validate();
+    expect(contents(m)).toEqual(model.e);
+    expect(removeRange(m, 0, 4 * G)).toBe(model.e.length);
+    m.validate();
+    expect(m.size).toBe(0);
+    expect(m.seek(0)).toBe(false);
+  });
+});

@@ -1,11 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runReport } from '../../src/cli/commands/report';
 import { replayTrace } from '../../src/trace/replay';
-import { dumpDom, screenshot } from './chromium';
+import { closeChromium, dumpDom, screenshot } from './chromium';
 
-import { sink } from '../helpers/cli';
+import { cli } from '../helpers/cli';
 
 const FIX = join(__dirname, '../../fixtures');
 
@@ -43,12 +42,15 @@ function notifyCounts(text: string): Map<string, { map: number; unmap: number }>
 describe('viommu report', () => {
   let dir: string;
   beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'viommu-report-')); });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await closeChromium();
+  });
 
   async function report(trace: string, extra: string[] = []): Promise<{ code: number; html: string; file: string }> {
     const file = join(dir, trace.replace(/[/.]/g, '_') + extra.join('_') + '.html');
-    const s = sink();
-    const code = await runReport([trace, '-o', file, ...extra], s.io);
+    // Through the command line, as a user runs it.
+    const { code } = await cli('report', trace, '-o', file, ...extra);
     return { code, html: readFileSync(file, 'utf8'), file };
   }
 
@@ -56,7 +58,7 @@ describe('viommu report', () => {
     const trace = join(FIX, 'none/clean.jsonl');
     const r = await report(trace);
     expect(r.code).toBe(0);
-    const dom = dumpDom(r.file);
+    const dom = await dumpDom(r.file);
     const marks = marksIn(dom);
     const want = notifyCounts(readFileSync(trace, 'utf8'));
     expect(want.size).toBeGreaterThan(3);
@@ -72,8 +74,7 @@ describe('viommu report', () => {
     for (const m of marks) expect(lines[m.line - 1]).toContain(`"op":"notify","id":"${m.listener}"`);
 
     const png = join(dir, 'clean.png');
-    screenshot(r.file, png);
-    const buf = readFileSync(png);
+    const buf = await screenshot(r.file, png);
     expect(buf.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
     expect(buf.readUInt32BE(16)).toBeGreaterThan(0); // IHDR width
     expect(buf.length).toBeGreaterThan(2000);
@@ -95,7 +96,7 @@ describe('viommu report', () => {
       const id = (JSON.parse(lines[at]!) as { id: string }).id;
       const r = await report(trace);
       expect(r.code).toBe(1);
-      const marks = marksIn(rule === 'c5' ? dumpDom(r.file) : r.html);
+      const marks = marksIn(rule === 'c5' ? await dumpDom(r.file) : r.html);
       expect({ rule, v: marks.filter((m) => m.kind === 'violation') }).toEqual({ rule, v: [{ kind: 'violation', listener: id, line: at + 1 }] });
       expect(r.html).toContain(`<td>${rule.toUpperCase()}</td>`);
     }
@@ -108,7 +109,7 @@ describe('viommu report', () => {
     const want = notifyCounts(recorded.join('\n'));
     const r = await report(trace);
     expect(r.code).toBe(0);
-    const marks = marksIn(dumpDom(r.file));
+    const marks = marksIn(await dumpDom(r.file));
     let total = 0;
     for (const [id, c] of want) {
       expect({ id, map: count(marks, 'map', id), unmap: count(marks, 'unmap', id) }).toEqual({ id, ...c });
@@ -158,9 +159,9 @@ describe('viommu report', () => {
     expect(m.html).toContain('Malformed trace: line 5');
 
     for (const argv of [[], [bad], [bad, '-o'], [join(dir, 'missing.jsonl'), '-o', join(dir, 'x.html')], [bad, '-o', join(dir, 'y.html'), '--max-marks', 'lots']]) {
-      const s = sink();
-      expect(await runReport(argv, s.io)).toBe(2);
-      expect(s.err).toMatch(/^viommu: /);
+      const r = await cli('report', ...argv);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/^viommu: /);
     }
   });
 });

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { readTrace, readTraceAll, TraceFormatError, formatEvent, formatHeader, parseEvent, parseEventLine } from '../../src/trace';
 import type { TraceEvent } from '../../src/trace';
 import { parseNotifyFast } from '../../src/trace/parse';
+import { firstInvalidUtf8 } from '../../src/trace/reader';
 
 const HEADER = '{"trace":"viommu","version":1,"model":"none","config":{},"ram":[{"base":"0x0","size":"0x8000000"}],"source":"test"}';
 const NOTIFY = '{"op":"notify","id":"vfio","type":"MAP","iova":"0x1000","mask":"0xfff","translated":"0x2000","perm":"rw"}';
@@ -236,5 +237,77 @@ describe('notify fast path', () => {
       expect(parseEventLine(formatEvent(ev), 3)).toEqual(ev);
       expect(parseEvent(formatEvent(ev), 3)).toEqual(ev);
     }), { numRuns: 500 });
+  });
+});
+
+describe('UTF-8 (trace-v1 "Encoding": a trace is UTF-8)', () => {
+  const bytes = (...parts: Array<string | number[]>): Buffer =>
+    Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+  /** A notifier.del line whose id holds `raw` bytes. */
+  const delWith = (raw: number[]): Buffer => bytes('{"op":"notifier.del","id":"a', raw, 'b"}');
+
+  // Ill-formed sequences from Unicode 15 Table 3-7 and its notes: a lone
+  // continuation byte, overlong forms (C0/C1, E0 80, F0 80), a surrogate
+  // (ED A0), a code point above U+10FFFF (F4 90, F5), a truncated sequence.
+  test.each([
+    ['lone continuation byte', [0x80]],
+    ['overlong 2-byte', [0xc0, 0xaf]],
+    ['overlong 3-byte', [0xe0, 0x80, 0xaf]],
+    ['surrogate', [0xed, 0xa0, 0x80]],
+    ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
+    ['F5 lead byte', [0xf5, 0x80, 0x80, 0x80]],
+    ['truncated 3-byte', [0xe2, 0x82]],
+    ['FF byte', [0xff]],
+  ])('%s inside a JSON string is a malformed line, named', async (_name, raw) => {
+    const input = Buffer.concat([trace(NOTIFY), delWith(raw), Buffer.from('\n' + NOTIFY + '\n')]);
+    const seen: number[] = [];
+    const err = await readTrace(input, { header: () => {}, event: (e) => { seen.push(e.line); } }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TraceFormatError);
+    expect((err as TraceFormatError).line).toBe(3);
+    // The bad byte is the first after `{"op":"notifier.del","id":"a` (28 bytes): byte 29 of the line.
+    expect((err as TraceFormatError).reason).toMatch(/invalid UTF-8 at byte 29 /);
+    expect(seen).toEqual([2]);
+  });
+
+  test('well-formed multi-byte characters (2, 3 and 4 bytes) are read as themselves', async () => {
+    const { events } = await readTraceAll(Buffer.concat([trace(), delWith([0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9d, 0x84, 0x9e]), Buffer.from('\n')]));
+    expect(events).toEqual([{ op: 'notifier.del', line: 2, id: 'aé€𝄞b' }]);
+  });
+
+  test('an invalid byte in the header, or in a line split across chunks and inside gzip, is named', async () => {
+    const badHeader = Buffer.concat([Buffer.from(HEADER.replace('"test"', '"t')), Buffer.from([0xff]), Buffer.from('"\n')]);
+    expect((await formatErrorOf(badHeader)).line).toBe(1);
+    const long = Buffer.concat([trace(...Array<string>(5000).fill(NOTIFY)), delWith([0xed, 0xbf, 0xbf]), Buffer.from('\n')]);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < long.length; i += 997) chunks.push(long.subarray(i, i + 997));
+    const viaChunks = await readTraceAll(Readable.from(chunks)).then(() => undefined, (e: unknown) => e);
+    expect(viaChunks).toMatchObject({ line: 5002 });
+    expect(await formatErrorOf(gzipSync(long))).toMatchObject({ line: 5002 });
+  });
+
+  test('property: the reader accepts a line exactly when a fatal TextDecoder does, and names the line', async () => {
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const valid = (b: Uint8Array): boolean => { try { decoder.decode(b); return true; } catch { return false; } };
+    // Bytes biased toward UTF-8 lead and continuation bytes, without '"', '\\', controls (JSON would refuse them anyway).
+    const byte = fc.oneof(fc.integer({ min: 0x80, max: 0xff }), fc.constantFrom(0x61, 0xc3, 0xe2, 0xf0, 0x9d, 0xa9, 0x82));
+    await fc.assert(fc.asyncProperty(fc.array(byte, { maxLength: 12 }), async (raw) => {
+      const input = Buffer.concat([trace(), delWith(raw), Buffer.from('\n')]);
+      const got = await readTraceAll(input).then(() => 'ok', (e: unknown) => e);
+      if (valid(Uint8Array.from(raw))) expect(got).toBe('ok');
+      else expect(got).toMatchObject({ line: 2, reason: expect.stringMatching(/invalid UTF-8/) });
+    }), { numRuns: 1000 });
+  });
+
+  test('property: the byte named is where a fatal decoder first fails', () => {
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const valid = (b: Uint8Array): boolean => { try { decoder.decode(b); return true; } catch { return false; } };
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 16 }), (b) => {
+      const k = firstInvalidUtf8(b, 0, b.length);
+      if (k < 0) { expect(valid(b)).toBe(true); return; }
+      expect(valid(b)).toBe(false);
+      // Everything before k is well-formed; no longer prefix ending on a character boundary past k is.
+      expect(valid(b.subarray(0, k))).toBe(true);
+      for (let e = k + 1; e <= b.length; e++) expect(valid(b.subarray(0, e))).toBe(false);
+    }), { numRuns: 2000 });
   });
 });

@@ -16,6 +16,7 @@ import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUAddressSpace, IOMMUFault, IOMMUModelEvents, TranslateResult } from '../../core/model';
 import { NotifierList } from '../../core/notifier-list';
 import type { IOMMUNotifier, NotifierHandle } from '../../core/notifier-list';
+import { forEachPfnChunk } from '../../core/pow2';
 import { IOMMUNotifierFlag } from '../../core/tlb-entry';
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
 import { dmaRead, dmaWrite } from '../../memory/dma';
@@ -29,33 +30,47 @@ import { VtdIotlb } from './iotlb';
 import * as R from './regs';
 import {
   isContextFault, isQualifiedFault, refreshPasid, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
+  VtdWalkSession,
 } from './translation';
 import type { VtdContext, VtdLeaf } from './translation';
 
 /**
- * Table entries one notifier sync or replay may read before it is abandoned
- * (VtdWalkLimitError -> `guestError`). Arithmetic: a legitimate domain of 10^6
- * 4 KiB pages laid out as 15 625 runs of 64 pages at scattered IOVAs needs at
- * worst one level-1, one level-2 and one level-3 table per run, each read
- * whole: 3 * 512 * 15 625 + 512 ≈ 2.4e7 entries; 2^26 ≈ 6.7e7 leaves a 2.8x
- * margin over that, while a hostile table that aliases one table at every
- * level (512^4 ≈ 6.9e10 reads at aw 48) is cut after 6.7e7 reads (about 2 s
- * at ~30 ns per entry).
+ * Work one guest action (an MMIO write, with every descriptor it processes
+ * and every address space it syncs; or one notifier registration and its
+ * replay) may spend on second-level walks: table entries read from guest
+ * memory, plus entries visited in tables met again (VtdWalkSession).
+ * Arithmetic: a legitimate domain of 10^6 4 KiB pages laid out as 15 625
+ * runs of 64 pages at scattered IOVAs needs at worst one level-1, one
+ * level-2 and one level-3 table per run, each read whole: 3 * 512 * 15 625 +
+ * 512 ≈ 2.4e7 entries; 2^26 ≈ 6.7e7 leaves room for that domain and a second
+ * one in the same action (tables a domain shares between its devices are
+ * read once per action). A hostile table that aliases one table at every
+ * level is read once per (table, level) thanks to the memo, and cut by the
+ * leaf bound below; about 2 s at the worst (~30 ns per entry).
  */
 export const VTD_SYNC_WALK_BUDGET = 2 ** 26;
 
 /**
- * Leaves one sync or replay may report (each becomes view work in the
- * notifier list, far dearer than a table read). 2^21 ≈ 2.1e6 leaves: twice
- * the 10^6-page domain the model is sized for, and 32x what a VFIO container
- * can map at all (dma_entry_limit 65535); an aliasing table whose every
- * level-1 slot is a valid leaf is cut there.
+ * Leaves one guest action may report to the notifier lists (each becomes
+ * view work in the notifier list, far dearer than a table read). 2^21 ≈
+ * 2.1e6 leaves: twice the 10^6-page domain the model is sized for, and 32x
+ * what a VFIO container can map at all (dma_entry_limit 65535); an aliasing
+ * table whose every level-1 slot is a valid leaf is cut there.
  */
 export const VTD_SYNC_LEAF_BUDGET = 2 ** 21;
 
-/** Overrides of the walk budgets (tests of hostile guests use small ones). */
+/**
+ * Overrides of the work bound of one guest action (tests of hostile guests
+ * use small ones). When a walk passes it, that sync and every later sync of
+ * the same action are abandoned: the listeners' views stay as they were,
+ * `syncIncomplete` names each device concerned (once per action), UNMAP-only
+ * listeners still receive their UNMAPs, and the guest-visible state
+ * (registers, queue, caches) is as if the syncs had completed.
+ */
 export interface VtdLimits {
+  /** Table entries one guest action may read (default VTD_SYNC_WALK_BUDGET). */
   syncWalkBudget?: number;
+  /** Leaves one guest action may report (default VTD_SYNC_LEAF_BUDGET). */
   syncLeafBudget?: number;
 }
 
@@ -93,6 +108,8 @@ class VtdAddressSpace implements IOMMUAddressSpace {
    * later, until an event re-evaluates it. See VtdDevice.switchAddressSpace.
    */
   noDmar = false;
+  /** The guest action whose abandoned syncs of this space were last reported (syncIncomplete once per action). */
+  reportedAction = -1;
 
   constructor(
     private readonly owner: VtdDevice,
@@ -146,13 +163,18 @@ export class VtdDevice implements IntelVtd {
   private readonly leaf: VtdLeaf = { iovaPfn: 0, pages: 0, xlatPfn: 0, perm: 0, level: 0 };
   private readonly descBytes = { 16: new Uint8Array(16), 32: new Uint8Array(32) };
 
-  private readonly walkBudget: number;
-  private readonly leafBudget: number;
+  /** Work bound and memo of the current guest action (see VtdWalkSession, VtdLimits). */
+  private readonly session: VtdWalkSession;
+  /** Nesting of guest actions (a listener that registers from its callback joins the running one). */
+  private actionDepth = 0;
+  /** Serial of the current guest action. */
+  private action = 0;
+  /** Why the current action's walks stopped ('' while they have not). */
+  private abandonReason = '';
 
   constructor(config: Readonly<VtdConfig>, private readonly mem: GuestMemory, limits: VtdLimits = {}) {
     this.config = config;
-    this.walkBudget = limits.syncWalkBudget ?? VTD_SYNC_WALK_BUDGET;
-    this.leafBudget = limits.syncLeafBudget ?? VTD_SYNC_LEAF_BUDGET;
+    this.session = new VtdWalkSession(limits.syncWalkBudget ?? VTD_SYNC_WALK_BUDGET, limits.syncLeafBudget ?? VTD_SYNC_LEAF_BUDGET);
     this.cap = R.computeCap(config);
     this.ecap = R.computeEcap(config);
     this.hawMask = (1n << BigInt(config.awBits)) - 1n;
@@ -228,14 +250,36 @@ export class VtdDevice implements IntelVtd {
   mmioWrite(offset: number, size: 4 | 8, value: bigint): void {
     if (!this.validAccess('write', offset, size)) return;
     value = BigInt.asUintN(size * 8, value);
+    this.guestAction(() => {
+      try {
+        this.dispatchWrite(offset, size, value);
+      } catch (e) {
+        // Never let a notification failure escape a register write: a contract
+        // violation (reported on the list's `violation` event) or a walk cut by
+        // its budget stops that sync only.
+        if (e instanceof ContractViolation || e instanceof VtdWalkLimitError) this.guestError(`${e.name}: ${e.message}`);
+        else throw e;
+      }
+    });
+  }
+
+  /**
+   * Runs one guest action (an MMIO write, a notifier registration) under one
+   * work bound (issue 13 item 11): every walk it makes, for any descriptor
+   * and any address space, draws on the same VtdWalkSession. A nested action
+   * joins the running one.
+   */
+  private guestAction(fn: () => void): void {
+    if (this.actionDepth === 0) {
+      this.session.reset();
+      this.action++;
+      this.abandonReason = '';
+    }
+    this.actionDepth++;
     try {
-      this.dispatchWrite(offset, size, value);
-    } catch (e) {
-      // Never let a notification failure escape a register write: a contract
-      // violation (reported on the list's `violation` event) or a walk cut by
-      // its budget stops that sync only.
-      if (e instanceof ContractViolation || e instanceof VtdWalkLimitError) this.guestError(`${e.name}: ${e.message}`);
-      else throw e;
+      fn();
+    } finally {
+      this.actionDepth--;
     }
   }
 
@@ -877,6 +921,8 @@ export class VtdDevice implements IntelVtd {
           if (d.statusAddr + 4n > 2n ** 53n || !this.mem.write(Number(d.statusAddr), data)) {
             return `wait descriptor status write to ${hex(d.statusAddr)} failed (outside RAM)`;
           }
+          // The status may land in a page table: what the walks memoised is stale.
+          this.session.forget();
         }
         if (d.iflag) this.generateCompletionEvent();
         return undefined;
@@ -925,8 +971,12 @@ export class VtdDevice implements IntelVtd {
   /**
    * PSI: drops entries of the domain whose frame matches ADDR under the AM
    * mask, or whose own (large) page contains ADDR (vtd_hash_remove_by_page),
-   * then syncs [ADDR, ADDR + 4K * 2^AM - 1] of the matching spaces (QEMU 7.2
-   * uses ADDR as given, not aligned to the size, and ignores PASIDs).
+   * then syncs the matching spaces (QEMU 7.2 ignores PASIDs) over the
+   * naturally aligned block of 2^AM pages that contains ADDR: the range the
+   * hardware invalidates whatever the low bits of ADDR say (VT-d 6.5.2.3,
+   * contract C9). QEMU 7.2 syncs [ADDR, ADDR + 4K * 2^AM) as given, which
+   * for an unaligned ADDR leaves the start of the block stale in the
+   * listeners while its IOTLB entries are gone (issue 13 item 5).
    *
    * QEMU 7.2 keeps the AM mask in a `uint8_t` (VTDIOTLBPageInvInfo.mask), so
    * only gfn bits 7:AM are compared: a PSI also drops every entry of the
@@ -934,6 +984,15 @@ export class VtdDevice implements IntelVtd {
    * and the whole domain is dropped. This over-invalidates compared with the
    * VT-d spec (6.5.2.3: only the 2^AM pages at ADDR); we follow QEMU, as
    * captured (fixtures/qemu-vtd-extra/qi-psi-*, reg-invalidation-*).
+   *
+   * The IOTLB side therefore drops a superset of the entries meeting the
+   * aligned block (an entry inside the block agrees with ADDR in gfn bits
+   * 7:AM; a large entry meeting a smaller block contains ADDR; a block of
+   * AM >= 8 drops the whole domain), so a listener is never synced to a
+   * translation that the IOTLB still answers stale. The notifiers sync the
+   * block only, as C9 asks: the QEMU over-invalidation beyond it (aliases
+   * every 256 pages, or the whole domain) is not an invalidation the guest
+   * asked for.
    */
   private iotlbPageInvalidate(did: number, addr: bigint, am: number): void {
     const pages = 2 ** am;
@@ -941,11 +1000,14 @@ export class VtdDevice implements IntelVtd {
     const mask8 = 0xff & ~(pages - 1);
     const gfnLow = (gfn % 256) & mask8;
     this.iotlb.removeIf((e) => e.did === did && (((e.gfn % 256) & mask8) === gfnLow || e.gfn === gfn - (gfn % e.pages)));
-    const last = addr + (BigInt(pages) << 12n) - 1n;
+    const size = BigInt(pages) << 12n;
+    // Aligned, so the block never runs past 2^64 - 1.
+    const first = addr & ~(size - 1n);
+    const last = first + size - 1n;
     for (const as of this.spaces) {
       if (!this.hasNotifiers(as)) continue;
       const ctx = this.currentContext(as);
-      if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, addr, last > 0xffff_ffff_ffff_ffffn ? 0xffff_ffff_ffff_ffffn : last);
+      if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, first, last);
     }
   }
 
@@ -998,24 +1060,59 @@ export class VtdDevice implements IntelVtd {
     else this.syncSpace(as, ctx, 0n, this.hawMask);
   }
 
+  /**
+   * Brings the views of `as` over [start, end] in line with the tables of
+   * `ctx` (C9). Once the action's work bound is spent, the sync is not
+   * attempted: it is reported as abandoned instead.
+   */
   private syncSpace(as: VtdAddressSpace, ctx: VtdContext, start: bigint, end: bigint): void {
     if (start > end) return;
-    this.safely(as, () => as.notifiers.sync(start, end, this.walker(ctx)));
+    if (this.session.exhausted) this.abandonSync(as, start, end);
+    else this.safely(as, () => as.notifiers.sync(start, end, this.walker(ctx)), start, end);
   }
 
-  /** The page-table walker of a context for the notifier list, within both budgets. */
+  /** The page-table walker of a context for the notifier list, under the current action's work bound and memo. */
   private walker(ctx: VtdContext): LeafWalker {
-    const inner = secondLevelWalker(this.mem, this.config, ctx, this.walkBudget);
-    const leafBudget = this.leafBudget;
-    return (firstPfn, lastPfn, sink) => {
-      let leaves = 0;
-      inner(firstPfn, lastPfn, (iovaPfn, pages, xlatPfn, perm) => {
-        if (++leaves > leafBudget) {
-          throw new VtdWalkLimitError(`VT-d second-level walk of domain ${ctx.did} reported more than ${leafBudget} leaves`);
-        }
-        sink(iovaPfn, pages, xlatPfn, perm);
-      });
-    };
+    return secondLevelWalker(this.mem, this.config, ctx, this.session);
+  }
+
+  /**
+   * A sync of [start, end] of `as` that the work bound stopped (or that came
+   * after it was spent). The MAP notifiers' views stay as they were (the
+   * walker throws before the notifier list delivers anything), and the
+   * device is reported once per action (`syncIncomplete`, C9 does not hold
+   * until a later sync succeeds). UNMAP-only notifiers need no walk: they
+   * still receive the UNMAPs of the range, so a vhost-like cache never keeps
+   * a translation the guest invalidated. No range: a replay (MAP notifiers
+   * only).
+   */
+  private abandonSync(as: VtdAddressSpace, start?: bigint, end?: bigint, why?: string): void {
+    if (this.abandonReason === '') {
+      this.abandonReason = why ?? 'the work bound of this guest action was already spent';
+      this.guestError(`${this.abandonReason}; notifier sync abandoned`);
+    }
+    if (as.reportedAction !== this.action) {
+      as.reportedAction = this.action;
+      this.events.emit('syncIncomplete', as.sid, this.abandonReason);
+    }
+    if (start !== undefined && end !== undefined) this.unmapCacheNotifiers(as, start, end);
+  }
+
+  /** UNMAPs of [start, end] to the UNMAP-only notifiers of `as`: aligned power-of-two chunks of the frames inside each one's range (C2, C6). */
+  private unmapCacheNotifiers(as: VtdAddressSpace, start: bigint, end: bigint): void {
+    const list = as.notifiers;
+    const a = Number(start >> 12n);
+    const b = Number(end >> 12n);
+    for (const h of list.handles) {
+      const n = h.notifier;
+      if (!h.registered || (n.flags & IOMMUNotifierFlag.MAP) !== 0 || (n.flags & IOMMUNotifierFlag.UNMAP) === 0) continue;
+      const lo = Math.max(a, Number((n.start + 0xfffn) >> 12n));
+      const hi = Math.min(b, Number(((n.end + 1n) >> 12n) - 1n));
+      if (lo > hi) continue;
+      this.safely(as, () => forEachPfnChunk(lo, hi, -1, (p, pages) => {
+        if (h.registered) list.notifyOnePages(h, IOMMUNotifierFlag.UNMAP, p, pages, 0, IOMMUAccessFlags.NONE);
+      }));
+    }
   }
 
   private unmapSpace(as: VtdAddressSpace): void {
@@ -1028,18 +1125,16 @@ export class VtdDevice implements IntelVtd {
   }
 
   /**
-   * Runs a notification step of address space `as`; a walk over budget or a
-   * contract violation stops that step only (never an exception out of a
-   * register write). An abandoned sync is reported as `syncIncomplete`.
+   * Runs a notification step of address space `as`; a walk over the work
+   * bound or a contract violation stops that step only (never an exception
+   * out of a register write). A walk over the bound abandons the sync of
+   * [start, end] (see abandonSync).
    */
-  private safely(as: VtdAddressSpace, step: () => void): void {
+  private safely(as: VtdAddressSpace, step: () => void, start?: bigint, end?: bigint): void {
     try {
       step();
     } catch (e) {
-      if (e instanceof VtdWalkLimitError) {
-        this.guestError(`${e.message}; notifier sync abandoned`);
-        this.events.emit('syncIncomplete', as.sid, e.message);
-      }
+      if (e instanceof VtdWalkLimitError) this.abandonSync(as, start, end, e.message);
       else if (e instanceof ContractViolation) this.guestError(`notifier contract violation (${e.rule}): ${e.message}`);
       else throw e;
     }
@@ -1060,12 +1155,23 @@ export class VtdDevice implements IntelVtd {
     }
   }
 
+  /**
+   * Registers (C1) and replays the current translations to a MAP notifier
+   * (C7). The replay is one guest action for the work bound: a replay over it
+   * leaves the view as it was (empty) and reports `syncIncomplete`.
+   */
   registerNotifier(as: VtdAddressSpace, notifier: IOMMUNotifier): NotifierHandle {
     const handle = as.notifiers.register(notifier);
     if (notifier.flags & IOMMUNotifierFlag.MAP) {
-      const ctx = this.currentContext(as);
-      const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
-      this.safely(as, () => as.notifiers.replay(handle, walk));
+      this.guestAction(() => {
+        if (this.session.exhausted) {
+          this.abandonSync(as);
+          return;
+        }
+        const ctx = this.currentContext(as);
+        const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
+        this.safely(as, () => as.notifiers.replay(handle, walk));
+      });
     }
     return handle;
   }

@@ -11,7 +11,7 @@
  * vtd.addressSpace(0x20).registerNotifier({ flags: IOMMUNotifierFlag.ALL, start: 0n, end: 2n ** 64n - 1n, notify });
  * ```
  */
-import type { IOMMUAddressSpace, IOMMUModel } from '../../core/model';
+import type { IOMMUAddressSpace, MmioIOMMUModel } from '../../core/model';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
 import { DEFAULT_VTD_CONFIG } from './config';
@@ -25,7 +25,7 @@ export { VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './device';
 export type { VtdLimits } from './device';
 
 /** An Intel VT-d IOMMU model. */
-export interface IntelVtd extends IOMMUModel {
+export interface IntelVtd extends MmioIOMMUModel {
   readonly kind: 'intel-vtd';
   /** The validated configuration (defaults filled in). */
   readonly config: Readonly<VtdConfig>;

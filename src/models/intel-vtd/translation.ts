@@ -496,26 +496,130 @@ function nextPresent(words: Uint32Array, i: number, iLast: number, perm: number)
 
 /** A second-level LeafWalker that also tells how many table entries its last call read. */
 export interface VtdLeafWalker extends LeafWalker {
-  /** Table entries read by the last call (the cost measure the budget caps). */
+  /** Table entries read from guest memory by the last call. */
   readonly visited: number;
+}
+
+/** Work units charged for a memoised table whose whole subtree is known to hold no leaf. */
+const EMPTY_SUBTREE_WORK = 1;
+
+/**
+ * The work one guest action (an MMIO write, a notifier registration) may
+ * spend on second-level walks, shared by every walk of that action (every
+ * sync of every address space, every descriptor of the queue), and what
+ * those walks learnt of the tables meanwhile (issue 13 item 11).
+ *
+ * Bounds: `workBudget` counts table entries read from guest memory, entries
+ * visited in memoised tables and one unit per skipped empty subtree;
+ * `leafBudget` counts leaves reported to the notifier lists. A walk that
+ * would pass either throws `VtdWalkLimitError` (before reading the table or
+ * reporting the leaf that would pass it) and marks the session exhausted.
+ *
+ * Memo (loops and aliasing cost O(distinct tables), not O(paths)): a table
+ * is known by (address, level, the permission its parents let through).
+ * The first visit scans it from guest memory; the second full visit decodes
+ * its valid entries once into `pool`, and later visits iterate them (at the
+ * new IOVA base: the same table reached through another slot maps other
+ * IOVAs). A full visit also records how many leaves the subtree holds, so a
+ * subtree known empty costs one unit and a known large one is refused before
+ * it is walked. Walks of address spaces that share a domain's tables hit the
+ * same memo, so the tables are read once per action, not once per space.
+ *
+ * The memo assumes the tables do not change during one action except
+ * through the model itself, which calls `forget()` when it writes guest
+ * memory (a wait descriptor's status write).
+ */
+export class VtdWalkSession {
+  /** Work spent so far in this action. */
+  work = 0;
+  /** Leaves reported so far in this action. */
+  leaves = 0;
+  /** Table entries read from guest memory so far (part of `work`). */
+  reads = 0;
+  /** A walk of this action went over a bound: later syncs of the action are not attempted. */
+  exhausted = false;
+
+  private readonly ids = new Map<number, number>();
+  private nodes = 0;
+  /** Per memoised table: leaves of its whole subtree (-1: not yet walked whole). */
+  count = new Float64Array(256);
+  /** Per memoised table: 1 once visited. */
+  seen = new Uint8Array(256);
+  /** Per memoised table: [start, end) of its decoded entries in `pool` (start -1: not decoded). */
+  start = new Int32Array(256);
+  end = new Int32Array(256);
+  /** Decoded valid entries, two numbers each: slot << 3 | leaf << 2 | perm, then xlatPfn (leaf) or next table address. */
+  pool = new Float64Array(1024);
+  poolLen = 0;
+
+  constructor(public workBudget: number, public leafBudget = Infinity) {}
+
+  /** Starts a new action: nothing spent, nothing known. */
+  reset(workBudget = this.workBudget, leafBudget = this.leafBudget): void {
+    this.workBudget = workBudget;
+    this.leafBudget = leafBudget;
+    this.work = this.leaves = this.reads = 0;
+    this.exhausted = false;
+    this.forget();
+  }
+
+  /** Drops the memo (the tables may have changed); the work spent stays spent. */
+  forget(): void {
+    this.ids.clear();
+    this.nodes = 0;
+    this.poolLen = 0;
+    if (this.pool.length > 1 << 16) this.pool = new Float64Array(1024);
+  }
+
+  /** The memo slot of table `key`, created unseen. */
+  node(key: number): number {
+    let id = this.ids.get(key);
+    if (id !== undefined) return id;
+    id = this.nodes++;
+    if (id === this.count.length) {
+      this.count = grow(this.count, id * 2);
+      this.seen = grow(this.seen, id * 2);
+      this.start = grow(this.start, id * 2);
+      this.end = grow(this.end, id * 2);
+    }
+    this.count[id] = -1;
+    this.seen[id] = 0;
+    this.start[id] = -1;
+    this.ids.set(key, id);
+    return id;
+  }
+
+  /** Appends one decoded entry. */
+  push(tag: number, value: number): void {
+    if (this.poolLen + 2 > this.pool.length) this.pool = grow(this.pool, this.pool.length * 2);
+    this.pool[this.poolLen++] = tag;
+    this.pool[this.poolLen++] = value;
+  }
+}
+
+function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
 }
 
 /**
  * A LeafWalker over the second-level tables of `ctx`, for the notifier sync:
  * reports every valid leaf intersecting the range, whole, in order; skips
  * unreadable and reserved entries silently (as QEMU's vtd_page_walk does);
- * clips to 2^min(AGAW, awBits). Reads at most `budget` table entries per
- * call: a table whose slots in range would pass it throws `VtdWalkLimitError`
- * before it is read (a hostile guest's tables that alias one table everywhere
- * must not hang the host).
+ * clips to 2^min(AGAW, awBits). Its work is bounded by `budget`: a session
+ * shared with the other walks of one guest action (see VtdWalkSession), or
+ * a number of work units for each call on its own (a fresh session per
+ * call, no leaf bound). Over the bound it throws `VtdWalkLimitError` before
+ * reading the table that would pass it.
  *
  * As QEMU 7.2 `vtd_page_walk_level`: an entry is valid when R or W survives
  * the AND with its parents; valid non-leaf entries are descended into (depth
  * is bounded by the level count, so a table pointing at itself cannot loop);
  * leaves report the ANDed permission. Walks `ctx.slptptr` even for a
- * pass-through context, as QEMU does. The budget applies to each call; cost
- * is the number of entries in the range's slots of every table descended
- * into, whatever they hold.
+ * pass-through context, as QEMU does. Cost: the entries in the range's slots
+ * of every distinct table descended into, plus the valid entries of tables
+ * met again (memo), plus the leaves.
  *
  * Hot path (a domain sync scans millions of mostly empty slots): with a
  * memory that has `pageWords` (SparseRam), each table is scanned through one
@@ -523,14 +627,34 @@ export interface VtdLeafWalker extends LeafWalker {
  * parents' R|W; other memories fill a per-level scratch copy of the slots in
  * range first (the low word, and the high word only of a slot that passes).
  */
-export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext, budget: number): VtdLeafWalker {
+export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext, budget: number | VtdWalkSession): VtdLeafWalker {
   const m = masksFor(cfg);
   const limitPfn = ctx.levels === 4 ? m.limit4 : m.limit3;
   const hawHi = m.hawHi;
   const pw = pageWordsOf(mem);
   /** Scratch copies of one table per level, for memories without pageWords or a misaligned top table. */
   const scratch: Array<Uint32Array | undefined> = [undefined, undefined, undefined, undefined, undefined];
+  const shared = typeof budget === 'number' ? undefined : budget;
+  let s: VtdWalkSession = shared ?? new VtdWalkSession(budget as number);
   let visited = 0;
+
+  const overWork = (): VtdWalkLimitError => {
+    s.exhausted = true;
+    return new VtdWalkLimitError(
+      `VT-d second-level walk of domain ${ctx.did} (SLPTPTR 0x${ctx.slptptr.toString(16)}) read more than ${s.workBudget} table entries in one guest action`,
+    );
+  };
+  const overLeaves = (): VtdWalkLimitError => {
+    s.exhausted = true;
+    return new VtdWalkLimitError(`VT-d second-level walk of domain ${ctx.did} reported more than ${s.leafBudget} leaves in one guest action`);
+  };
+  /** Charges `n` entries read from guest memory. */
+  const read = (n: number): void => {
+    s.work += n;
+    if (s.work > s.workBudget) throw overWork();
+    s.reads += n;
+    visited += n;
+  };
 
   /** The slots [iFirst, iLast] of the table at `table` as words (slot i at 2i, 2i + 1); unreadable slots read as not present. */
   const tableWords = (table: number, level: number, iFirst: number, iLast: number, perm: number): Uint32Array => {
@@ -558,52 +682,97 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     return words;
   };
 
+  /**
+   * What a present slot (words lo, hi) at `level` is: 0 skipped (unreadable
+   * or reserved bits), 1 a table to descend into, 2 a leaf (QEMU
+   * vtd_page_walk_level: vtd_slpte_nonzero_rsvd, vtd_is_last_slpte).
+   */
+  const kindOf = (lo: number, hi: number, level: number): number => {
+    if ((lo & hi) === -1) return 0;
+    if ((level === 2 || level === 3) && (lo & 0x80) !== 0) {
+      return ((lo & m.largeLo[level]!) | (hi & m.largeHi[level]!)) !== 0 ? 0 : 2;
+    }
+    if (((lo & m.lo[level]!) | (hi & m.hi[level]!)) !== 0) return 0;
+    return level === 1 ? 2 : 1;
+  };
+
+  const leafOut = (sink: LeafSink, iovaPfn: number, pages: number, xlatPfn: number, perm: number): void => {
+    if (++s.leaves > s.leafBudget) throw overLeaves();
+    sink(iovaPfn, pages, xlatPfn, perm);
+  };
+
   const walkTable = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
     const span = LEVEL_PAGES[level]!;
     // Slot indexes are 0..511: `| 0` keeps them (and the scan) in int32.
     const iFirst = Math.floor((first - base) / span) | 0;
     const iLast = Math.floor((last - base) / span) | 0;
-    visited += iLast - iFirst + 1;
-    if (visited > budget) {
-      throw new VtdWalkLimitError(
-        `VT-d second-level walk of domain ${ctx.did} (SLPTPTR 0x${ctx.slptptr.toString(16)}) read more than ${budget} table entries`,
-      );
+    const whole = first === base && last === base + 512 * span - 1;
+    // Table addresses are below 2^52 (HAW), so the key is an exact number.
+    const id = s.node(table * 16 + level * 4 + perm);
+    if (whole) {
+      const known = s.count[id]!;
+      if (known === 0) {
+        s.work += EMPTY_SUBTREE_WORK;
+        if (s.work > s.workBudget) throw overWork();
+        return;
+      }
+      if (known > 0 && s.leaves + known > s.leafBudget) throw overLeaves();
     }
-    const words = tableWords(table, level, iFirst, iLast, perm);
-    // Reserved-bit masks of this level, hoisted out of the scan.
-    const rsvdLo = m.lo[level]!;
-    const rsvdHi = m.hi[level]!;
-    const largeLo = m.largeLo[level]!;
-    const largeHi = m.largeHi[level]!;
-    const psLeaf = level === 2 || level === 3;
-    for (let i = nextPresent(words, iFirst, iLast, perm); i >= 0; i = nextPresent(words, i + 1, iLast, perm)) {
+    const leavesBefore = s.leaves;
+    if (s.start[id]! < 0 && whole && s.seen[id] === 1) decode(id, table, level, perm);
+    if (s.start[id]! >= 0) {
+      // Memoised: iterate the valid entries at this IOVA base.
+      const end = s.end[id]!;
+      for (let k = s.start[id]!; k < end; k += 2) {
+        const tag = s.pool[k]!;
+        const i = tag >>> 3;
+        if (i < iFirst) continue;
+        if (i > iLast) break;
+        s.work += 1;
+        if (s.work > s.workBudget) throw overWork();
+        const value = s.pool[k + 1]!;
+        const entryBase = base + i * span;
+        if ((tag & 4) !== 0) leafOut(sink, entryBase, span, value, tag & 3);
+        else descend(value, level, entryBase, span, first, last, tag & 3, sink);
+      }
+    } else {
+      s.seen[id] = 1;
+      read(iLast - iFirst + 1);
+      const words = tableWords(table, level, iFirst, iLast, perm);
+      for (let i = nextPresent(words, iFirst, iLast, perm); i >= 0; i = nextPresent(words, i + 1, iLast, perm)) {
+        const lo = words[i * 2]!;
+        const hi = words[i * 2 + 1]!;
+        const kind = kindOf(lo, hi, level);
+        if (kind === 0) continue;
+        const p = perm & lo & 3;
+        const entryBase = base + i * span;
+        if (kind === 2) leafOut(sink, entryBase, span, (hi & hawHi) * TWO_POW_20 + (lo >>> 12), p);
+        else descend((hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0), level, entryBase, span, first, last, p, sink);
+      }
+    }
+    if (whole) s.count[id] = s.leaves - leavesBefore;
+  };
+
+  const descend = (next: number, level: number, entryBase: number, span: number, first: number, last: number, p: number, sink: LeafSink): void => {
+    const entryLast = entryBase + span - 1;
+    walkTable(next, level - 1, entryBase, first > entryBase ? first : entryBase, last < entryLast ? last : entryLast, p, sink);
+  };
+
+  /** Reads the whole table once and keeps its valid entries (second whole visit of a table: aliasing or a shared domain). */
+  const decode = (id: number, table: number, level: number, perm: number): void => {
+    read(512);
+    const words = tableWords(table, level, 0, 511, perm);
+    s.start[id] = s.poolLen;
+    for (let i = nextPresent(words, 0, 511, perm); i >= 0; i = nextPresent(words, i + 1, 511, perm)) {
       const lo = words[i * 2]!;
       const hi = words[i * 2 + 1]!;
-      if ((lo & hi) === -1) continue;
-      let leaf = level === 1;
-      if (psLeaf && (lo & 0x80) !== 0) {
-        if (((lo & largeLo) | (hi & largeHi)) !== 0) continue;
-        leaf = true;
-      } else if (((lo & rsvdLo) | (hi & rsvdHi)) !== 0) {
-        continue;
-      }
+      const kind = kindOf(lo, hi, level);
+      if (kind === 0) continue;
       const p = perm & lo & 3;
-      const entryBase = base + i * span;
-      if (leaf) {
-        sink(entryBase, span, (hi & hawHi) * TWO_POW_20 + (lo >>> 12), p);
-      } else {
-        const entryLast = entryBase + span - 1;
-        walkTable(
-          (hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0),
-          level - 1,
-          entryBase,
-          first > entryBase ? first : entryBase,
-          last < entryLast ? last : entryLast,
-          p,
-          sink,
-        );
-      }
+      if (kind === 2) s.push(i * 8 + 4 + p, (hi & hawHi) * TWO_POW_20 + (lo >>> 12));
+      else s.push(i * 8 + p, (hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0));
     }
+    s.end[id] = s.poolLen;
   };
 
   let busy = false;
@@ -611,6 +780,8 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     // A sink that walks again with this walker gets a fresh one: the scratch tables are in use.
     if (busy) return secondLevelWalker(mem, cfg, ctx, budget)(firstPfn, lastPfn, sink);
     visited = 0;
+    if (shared === undefined) s = new VtdWalkSession(budget as number);
+    else if (s.exhausted) throw overWork();
     const first = firstPfn > 0 ? Math.ceil(firstPfn) : 0;
     const last = lastPfn < limitPfn - 1 ? Math.floor(lastPfn) : limitPfn - 1;
     // QEMU: a start beyond the IOVA limit walks nothing; the end is clipped to the limit.

@@ -1,8 +1,8 @@
 /**
  * `viommu import qemu-log`: converts the text log that QEMU's intel-iommu
  * prints with `-trace 'vtd_*'` (log backend) into a `model: "none"` trace
- * (shared/spec/trace-v1.md), so that `viommu check` can tell whether a real
- * QEMU run kept the notifier contract (shared/spec/contract.md).
+ * (docs/trace-format.md), so that `viommu check` can tell whether a real
+ * QEMU run kept the notifier contract (docs/contract.md).
  *
  * ## Input
  * One trace event per line, `[PID@SECONDS:]name args` (the `PID@SECONDS:`
@@ -101,7 +101,7 @@
  *   throw, except a read error or a corrupt gzip stream.
  * - Output is deterministic: it depends on the input lines only.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { once } from 'node:events';
 import { Readable, pipeline } from 'node:stream';
@@ -657,6 +657,17 @@ export async function importQemuLog(
   return conv.summary;
 }
 
+/**
+ * Whether the input was a QEMU intel-iommu trace log at all: at least one of
+ * its lines is a known `vtd_*` event. A file with none (another program's
+ * output, a trace-v1 file, a log of a QEMU run without `-trace 'vtd_*'`)
+ * gives an empty trace, which `viommu import` refuses rather than passing
+ * off as a clean run.
+ */
+export function isQemuTraceLog(s: ImportSummary): boolean {
+  return Object.keys(s.kinds).length > 0;
+}
+
 /** The summary as text: one row per event kind read, then unknown lines and warnings. */
 export function formatImportSummary(s: ImportSummary): string {
   const rows = Object.entries(s.kinds);
@@ -676,69 +687,4 @@ export function formatImportSummary(s: ImportSummary): string {
     for (const x of s.warnings) lines.push(`    line ${x.line}: ${x.kind}: ${x.reason}: ${x.text}`);
   }
   return lines.join('\n') + '\n';
-}
-
-const USAGE = 'usage: viommu import qemu-log <log[.gz]> [-o <out.jsonl>]\n'
-  + '  Converts a QEMU -trace \'vtd_*\' log (log backend) into a model:"none" trace.\n'
-  + '  Without -o (or with -o -) the trace goes to standard output and the summary to standard error.\n';
-
-/**
- * The `viommu import qemu-log` subcommand. `argv` holds the arguments after
- * `qemu-log`: `<log[.gz]> [-o|--output <out.jsonl>] [-h|--help]`.
- * Exit status: 0 on success (malformed lines are reported, not fatal),
- * 2 on a usage error or when the log cannot be read or the output written.
- */
-export async function runImportQemuLog(
-  argv: string[],
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
-): Promise<number> {
-  let file: string | undefined;
-  let out: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h' || a === '--help') {
-      io.stdout.write(USAGE);
-      return 0;
-    } else if (a === '-o' || a === '--output') {
-      if (i + 1 >= argv.length) return usage(io, `${a} needs a file name`);
-      out = argv[++i];
-    } else if (a.startsWith('--output=')) {
-      out = a.slice('--output='.length);
-    } else if (a.startsWith('-') && a !== '-') {
-      return usage(io, `unknown option ${a}`);
-    } else if (file === undefined) {
-      file = a;
-    } else {
-      return usage(io, `unexpected argument ${a}`);
-    }
-  }
-  if (file === undefined || file === '-') return usage(io, 'missing log file');
-  if (out === '') return usage(io, 'empty output file name');
-
-  const toStdout = out === undefined || out === '-';
-  const report = toStdout ? io.stderr : io.stdout;
-  const file_ = toStdout ? undefined : createWriteStream(out!);
-  const sink: NodeJS.WritableStream = file_ ?? io.stdout;
-  // An output error (unwritable path, full disk) ends the import instead of waiting for 'drain' forever.
-  const failed = file_ && new Promise<never>((_, reject) => file_.once('error', reject));
-  try {
-    const work = importQemuLog(file, sink);
-    const summary = await (failed ? Promise.race([work, failed]) : work);
-    if (file_) {
-      file_.end();
-      await Promise.race([once(file_, 'close'), failed]);
-    }
-    report.write(`viommu import qemu-log: ${formatImportSummary(summary)}`);
-    if (file_) report.write(`wrote ${out}\n`);
-    return 0;
-  } catch (e) {
-    io.stderr.write(`viommu import qemu-log: ${e instanceof Error ? e.message : String(e)}\n`);
-    file_?.destroy();
-    return 2;
-  }
-}
-
-function usage(io: { stderr: NodeJS.WritableStream }, why: string): number {
-  io.stderr.write(`viommu import qemu-log: ${why}\n${USAGE}`);
-  return 2;
 }

@@ -1,5 +1,5 @@
 /**
- * Cross-check against QEMU 7.2 reference traces (shared/traces/qemu-vtd):
+ * Cross-check against QEMU 7.2 reference traces (fixtures/qemu-vtd):
  * replays the guest-memory writes and the root-table / translation-enable
  * register writes of a trace, translates every page of every DMA with
  * resolveContext + walkSecondLevel, and compares with what QEMU did: whether
@@ -22,7 +22,7 @@ import {
   type VtdLeaf,
 } from '../../../src/models/intel-vtd/translation';
 
-const TRACES = '/work/shared/traces/qemu-vtd';
+const TRACES = join(__dirname, '../../../fixtures/qemu-vtd');
 
 interface Op {
   op: string;

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { importQemuLog, runImportQemuLog, formatImportSummary } from '../../../src/trace/importers/qemu-log';
+import { importQemuLog, formatImportSummary, isQemuTraceLog } from '../../../src/trace/importers/qemu-log';
+import { cli } from '../../helpers/cli';
 
-const REAL_LOG = '/work/shared/qemu-logs/vtd-vhost-noats.log.gz';
+/** A real QEMU 7.2 trace log (fixtures/qemu-logs/README.md). */
+const REAL_LOG = join(__dirname, '../../../fixtures/qemu-logs/vtd-vhost-noats.log.gz');
 const FIXTURES = join(__dirname, '../../../fixtures/qemu');
 
 /** A Writable that keeps what it was given. */
@@ -264,49 +266,88 @@ describe('line handling', () => {
   });
 });
 
-describe('runImportQemuLog (viommu import qemu-log)', () => {
+describe('viommu import qemu-log', () => {
   let dir: string;
   beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'qemu-log-cli-')); });
   afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
-  const io = () => ({ stdout: new Collect(), stderr: new Collect() });
 
   test('-o writes the trace and prints the summary on stdout', async () => {
-    const s = io();
     const out = join(dir, 'out.jsonl');
-    const code = await runImportQemuLog([join(FIXTURES, 'c5-split-2m.log'), '-o', out], s);
-    expect(code).toBe(0);
+    const r = await cli('import', 'qemu-log', join(FIXTURES, 'c5-split-2m.log'), '-o', out);
+    expect(r.code).toBe(0);
     expect(readFileSync(out, 'utf8').split('\n').filter(Boolean)).toHaveLength(6);
-    expect(s.stdout.text).toMatch(/c5-split-2m\.log: 20 lines; wrote 4 notify line\(s\) for 1 listener\(s\)/);
-    expect(s.stdout.text).toMatch(/vtd_page_walk_one +3 +3 +0/);
-    expect(s.stderr.text).toBe('');
+    expect(r.out).toMatch(/c5-split-2m\.log: 20 lines; wrote 4 notify line\(s\) for 1 listener\(s\)/);
+    expect(r.out).toMatch(/vtd_page_walk_one +3 +3 +0/);
+    expect(r.err).toBe('');
   });
 
-  test('without -o the trace goes to stdout and the summary to stderr', async () => {
-    const s = io();
-    expect(await runImportQemuLog([join(FIXTURES, 'shared-domain.log')], s)).toBe(0);
-    expect(s.stdout.text.split('\n').filter(Boolean)).toHaveLength(7);
-    expect(s.stderr.text).toMatch(/shared-domain\.log: 20 lines/);
+  test('without -o, or with -o -, the trace goes to stdout and the summary to stderr', async () => {
+    for (const extra of [[], ['-o', '-']]) {
+      const r = await cli('import', 'qemu-log', join(FIXTURES, 'shared-domain.log'), ...extra);
+      expect(r.code).toBe(0);
+      expect(r.out.split('\n').filter(Boolean)).toHaveLength(7);
+      expect(JSON.parse(r.out.split('\n')[0]!)).toMatchObject({ trace: 'viommu', model: 'none' });
+      expect(r.err).toMatch(/shared-domain\.log: 20 lines/);
+    }
+  });
+
+  test('- reads the log from standard input (gzip detected by content)', async () => {
+    const log = gzipSync(readFileSync(join(FIXTURES, 'c5-split-2m.log')));
+    const r = await cli.withStdin(log, 'import', 'qemu-log', '-');
+    expect(r.code).toBe(0);
+    const direct = await importFile(join(FIXTURES, 'c5-split-2m.log'));
+    // Same events as the file import (the header's source names stdin instead of the file).
+    expect(body(r.out.split('\n').filter(Boolean))).toEqual(body(direct.lines));
+    expect(r.err).toMatch(/^viommu import qemu-log: stdin \(gzip\): 20 lines/);
+  });
+
+  test('a file that is not a QEMU trace log: exit 2, the reason, no output file left', async () => {
+    const notLog = join(dir, 'notes.txt');
+    writeFileSync(notLog, 'hello\nthis is not a log\n{"trace":"viommu","version":1}\n');
+    const out = join(dir, 'out.jsonl');
+    const r = await cli('import', 'qemu-log', notLog, '-o', out);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/notes\.txt is not a QEMU intel-iommu trace log: none of its 3 line\(s\) is a vtd_\* trace event/);
+    expect(existsSync(out)).toBe(false);
+    // Empty input too.
+    writeFileSync(notLog, '');
+    expect((await cli('import', 'qemu-log', notLog, '-o', out)).code).toBe(2);
+    // The rule: at least one known vtd_* event line, whatever else is in the log.
+    const one = await importText('garbage\nvtd_inv_qi_fetch \nmore garbage\n');
+    expect(isQemuTraceLog(one.summary)).toBe(true);
+    expect(isQemuTraceLog((await importText('vhost_user_write req:1 flags:0x1\n')).summary)).toBe(false);
   });
 
   test('usage errors and unreadable input exit 2 with a message', async () => {
-    let s = io();
-    expect(await runImportQemuLog([], s)).toBe(2);
-    expect(s.stderr.text).toMatch(/missing log file/);
-    s = io();
-    expect(await runImportQemuLog(['a.log', '--frobnicate'], s)).toBe(2);
-    expect(s.stderr.text).toMatch(/unknown option --frobnicate/);
-    s = io();
-    expect(await runImportQemuLog(['a.log', '-o'], s)).toBe(2);
-    s = io();
+    let r = await cli('import', 'qemu-log');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/missing required argument 'log'/);
+    r = await cli('import', 'qemu-log', 'a.log', '--frobnicate');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unknown option '--frobnicate'/);
+    expect((await cli('import', 'qemu-log', 'a.log', '-o')).code).toBe(2);
+    r = await cli('import', 'qemu-lg', 'a.log');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/'qemu-lg' is invalid for argument 'format'\. Allowed choices are qemu-log/);
     const missing = join(dir, 'nope.log');
-    expect(await runImportQemuLog([missing, '-o', join(dir, 'x.jsonl')], s)).toBe(2);
-    expect(s.stderr.text).toMatch(/nope\.log/);
-    s = io();
-    expect(await runImportQemuLog([join(FIXTURES, 'c5-split-2m.log'), '-o', join(dir, 'no-such-dir', 'x.jsonl')], s)).toBe(2);
-    expect(s.stderr.text).toMatch(/no-such-dir/);
+    r = await cli('import', 'qemu-log', missing, '-o', join(dir, 'x.jsonl'));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/nope\.log/);
+    expect(existsSync(join(dir, 'x.jsonl'))).toBe(false);
+    r = await cli('import', 'qemu-log', join(FIXTURES, 'c5-split-2m.log'), '-o', join(dir, 'no-such-dir', 'x.jsonl'));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/cannot write .*no-such-dir.*ENOENT/);
     expect(existsSync(join(dir, 'no-such-dir'))).toBe(false);
-    s = io();
-    expect(await runImportQemuLog(['--help'], s)).toBe(0);
-    expect(s.stdout.text).toMatch(/usage: viommu import qemu-log/);
+  });
+
+  test('--help is complete: the format, the arguments, -o and the exit status', async () => {
+    for (const argv of [['import', '--help'], ['import', 'qemu-log', '--help'], ['help', 'import']]) {
+      const r = await cli(...argv);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^Usage: viommu import \[options\] <format> <log>$/m);
+      expect(r.out).toMatch(/choices: "qemu-log"/);
+      expect(r.out).toMatch(/-o, --output <OUT>/);
+      expect(r.out).toMatch(/Exit status: 0 imported, 2 /);
+    }
   });
 });

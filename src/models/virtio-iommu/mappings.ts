@@ -1,0 +1,330 @@
+/**
+ * The mappings of one virtio-iommu domain: disjoint inclusive byte intervals
+ * [virtStart, virtEnd] of the 64-bit IOVA space -> physStart, with MAP flags.
+ *
+ * A sorted structure of typed arrays: each bound is kept as a 4 KiB frame
+ * number (exact as a JS number, < 2^52) and a page offset, so the lookup
+ * translate() does on every DMA is a binary search over numbers, O(log n)
+ * with no bigint arithmetic and no allocation. Inserts and removals shift
+ * the arrays (copyWithin, O(n) memmove): a MAP or UNMAP request also
+ * notifies listeners, which costs far more than moving 10^4 slots.
+ * (core/interval-map.ts does not fit: it keeps aligned power-of-two frame
+ * intervals, and a virtio mapping is any byte interval.)
+ *
+ * QEMU 7.2 keeps them in a GLib GTree ordered by an interval compare that
+ * calls two intervals equal when they overlap; lookups find "some"
+ * overlapping node. The differences that makes are handled by the device
+ * (see device.ts, UNMAP and translate).
+ */
+import type { IOMMUAccessFlags } from '../../core/access';
+import type { IOMMUTLBEntry } from '../../core/tlb-entry';
+
+const U64 = new BigUint64Array(1);
+const U32 = new Uint32Array(U64.buffer);
+/** Index of the low 32-bit half in U32 (typed arrays use the host's byte order). */
+const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HI = LO ^ 1;
+
+/** Slots per block of the lookup's first level (32 start frames: 256 bytes, four cache lines). */
+const BLOCK = 32;
+
+/** Lookup cache: slots (a power of two), and the domain size from which a domain gets one. */
+const HINT_SIZE = 4096;
+const HINT_MASK = HINT_SIZE - 1;
+const HINT_MIN = 64;
+
+/** Results of splitU64 (module scope: no allocation). */
+export let splitPfn = 0;
+export let splitOff = 0;
+
+/** Splits a u64 (taken modulo 2^64) into its 4 KiB frame number and page offset: `splitPfn`, `splitOff`. */
+export function splitU64(v: bigint): void {
+  U64[0] = v;
+  const lo = U32[LO]!;
+  splitPfn = U32[HI]! * 0x10_0000 + (lo >>> 12);
+  splitOff = lo & 0xfff;
+}
+
+/** Frame and offset of two bounds (splitBounds' result: no allocation). */
+const BOUNDS = new Float64Array(4);
+
+function splitBounds(low: bigint, high: bigint): void {
+  splitU64(low);
+  BOUNDS[0] = splitPfn;
+  BOUNDS[1] = splitOff;
+  splitU64(high);
+  BOUNDS[2] = splitPfn;
+  BOUNDS[3] = splitOff;
+}
+
+/** (p1, o1) < (p2, o2) as u64 addresses. */
+function lt(p1: number, o1: number, p2: number, o2: number): boolean {
+  return p1 < p2 || (p1 === p2 && o1 < o2);
+}
+
+/** One mapping, as the device reports it (listing, replay, tests). */
+export interface VirtioMapping {
+  virtStart: bigint;
+  virtEnd: bigint;
+  physStart: bigint;
+  flags: number;
+}
+
+export class MappingStore {
+  /** Number of (well-formed) mappings. */
+  size = 0;
+  /**
+   * MAPs QEMU accepted with virt_end < virt_start. QEMU 7.2 inserts them in
+   * its tree, where its overlap compare never matches them (the findings:
+   * "such an interval is invisible to later overlap checks"): they
+   * translate nothing, are never unmapped by UNMAP, and go with the
+   * domain. Kept as a count only.
+   */
+  inverted = 0;
+
+  private lowP = new Float64Array(16);
+  private lowO = new Uint16Array(16);
+  private highP = new Float64Array(16);
+  private highO = new Uint16Array(16);
+  private lows = new BigUint64Array(16);
+  private highs = new BigUint64Array(16);
+  private phys = new BigUint64Array(16);
+  private flagsA = new Uint8Array(16);
+  /** Per slot: the last translation handed out (frame `cachePfn`), reused when the same page is translated again. */
+  private cache: Array<IOMMUTLBEntry | undefined> = [];
+  private cachePfn = new Float64Array(16);
+  /** Lookup cache (see lookup) and the generation that validates its slots (bumped by every change). */
+  private hints: { pfn: Float64Array; gen: Uint32Array; slot: Int32Array } | undefined;
+  private gen = 1;
+  /** Start frame of every BLOCK-th slot (see floor), rebuilt on the first lookup after a change. */
+  private sample = new Float64Array(4);
+  private sampleN = 0;
+  private sampleDirty = true;
+  /** Per slot: 1 when phys - virt is a multiple of 4 KiB (a page translates to one page, so it can be cached). */
+  private congruent = new Uint8Array(16);
+
+  /** Index of the last mapping whose start is <= (p, o), or -1. */
+  floor(p: number, o: number): number {
+    const lp = this.lowP;
+    const n = this.size;
+    if (n === 0 || lp[0]! > p) return -1;
+    if (this.sampleDirty) this.buildSample();
+    // Two levels, so that a lookup touches few cache lines: the sample (every
+    // BLOCK-th start frame, small enough to stay in L1) gives the block, a
+    // halving search inside the block gives the last start frame <= p ...
+    const sample = this.sample;
+    let base = 0;
+    let len = this.sampleN;
+    while (len > 1) {
+      const half = len >>> 1;
+      if (sample[base + half]! <= p) base += half;
+      len -= half;
+    }
+    base *= BLOCK;
+    len = Math.min(BLOCK, n - base);
+    while (len > 1) {
+      const half = len >>> 1;
+      if (lp[base + half]! <= p) base += half;
+      len -= half;
+    }
+    // ... then back over mappings starting later in the same frame (only
+    // unaligned mappings share a start frame).
+    const lO = this.lowO;
+    while (base >= 0 && lp[base] === p && lO[base]! > o) base--;
+    return base;
+  }
+
+  private buildSample(): void {
+    const k = Math.ceil(this.size / BLOCK);
+    if (this.sample.length < k) this.sample = new Float64Array(Math.max(k, this.sample.length * 2));
+    for (let i = 0; i < k; i++) this.sample[i] = this.lowP[i * BLOCK]!;
+    this.sampleN = k;
+    this.sampleDirty = false;
+  }
+
+  /** Whether mapping i ends at or after (p, o). */
+  private endsAtOrAfter(i: number, p: number, o: number): boolean {
+    const hp = this.highP[i]!;
+    return hp > p || (hp === p && this.highO[i]! >= o);
+  }
+
+  /** Index of a mapping that intersects [low, high] (inclusive, low <= high), the lowest one; -1 if none. */
+  firstOverlap(low: bigint, high: bigint): number {
+    splitBounds(low, high);
+    const ap = BOUNDS[0]!;
+    const ao = BOUNDS[1]!;
+    const bp = BOUNDS[2]!;
+    const bo = BOUNDS[3]!;
+    const i = this.floor(ap, ao);
+    if (i >= 0 && this.endsAtOrAfter(i, ap, ao)) return i;
+    const j = i + 1;
+    if (j < this.size && !lt(bp, bo, this.lowP[j]!, this.lowO[j]!)) return j;
+    return -1;
+  }
+
+  /**
+   * The mapping QEMU 7.2's translate finds for a byte address given as
+   * (frame, offset): it looks up the interval [addr, addr + 1], so besides
+   * the mapping holding addr, one that starts at addr + 1 matches too
+   * (the findings' "off-by-one lookup"). -1 if none.
+   */
+  lookupQemu(p: number, o: number): number {
+    const i = this.lookup(p, o);
+    if (i >= 0) return i;
+    const j = this.floor(p, o) + 1;
+    if (j >= this.size) return -1;
+    // addr + 1 (no wrap at 2^64 - 1: nothing starts after it).
+    const np = o === 0xfff ? p + 1 : p;
+    const no = o === 0xfff ? 0 : o + 1;
+    return this.lowP[j] === np && this.lowO[j] === no ? j : -1;
+  }
+
+  /**
+   * The mapping holding (p, o), or -1. A direct-mapped cache of frame ->
+   * slot (an IOTLB of sorts, dropped by any insert or removal) answers
+   * repeated lookups of a frame without the search; a miss costs the
+   * O(log n) search. Only domains with many mappings get one.
+   */
+  lookup(p: number, o: number): number {
+    const hints = this.hints;
+    if (hints !== undefined) {
+      const h = (p >>> 0) & HINT_MASK;
+      if (hints.pfn[h] === p && hints.gen[h] === this.gen) {
+        const i = hints.slot[h]!;
+        if (this.holds(i, p, o)) return i;
+      }
+      const i = this.floor(p, o);
+      if (i < 0 || !this.endsAtOrAfter(i, p, o)) return -1;
+      hints.pfn[h] = p;
+      hints.gen[h] = this.gen;
+      hints.slot[h] = i;
+      return i;
+    }
+    if (this.size >= HINT_MIN) this.hints = { pfn: new Float64Array(HINT_SIZE).fill(-1), gen: new Uint32Array(HINT_SIZE), slot: new Int32Array(HINT_SIZE) };
+    const i = this.floor(p, o);
+    return i >= 0 && this.endsAtOrAfter(i, p, o) ? i : -1;
+  }
+
+  /** Whether mapping i holds (p, o). */
+  private holds(i: number, p: number, o: number): boolean {
+    const sp = this.lowP[i]!;
+    return (sp < p || (sp === p && this.lowO[i]! <= o)) && this.endsAtOrAfter(i, p, o);
+  }
+
+  virtStart(i: number): bigint { return this.lows[i]!; }
+  virtEnd(i: number): bigint { return this.highs[i]!; }
+  physStart(i: number): bigint { return this.phys[i]!; }
+  flags(i: number): number { return this.flagsA[i]!; }
+  startPfn(i: number): number { return this.lowP[i]!; }
+  startOff(i: number): number { return this.lowO[i]!; }
+  endPfn(i: number): number { return this.highP[i]!; }
+  endOff(i: number): number { return this.highO[i]!; }
+
+  /**
+   * The translation of byte (p, o) through mapping i as a 4 KiB entry (QEMU
+   * 7.2: addr_mask 0xfff, translated = addr - virt_start + phys_start, of
+   * which the memory core keeps the page: so a sub-page offset of phys_start
+   * is lost). Reused for the next access to the same page when it can be.
+   */
+  entry(i: number, iova: bigint, p: number, perm: IOMMUAccessFlags): IOMMUTLBEntry {
+    const reuse = this.congruent[i] === 1 && this.cachePfn[i] === p;
+    if (reuse) {
+      const e = this.cache[i];
+      if (e !== undefined && e.perm === perm) return e;
+    }
+    const page = iova & ~0xfffn;
+    const translated = BigInt.asUintN(64, iova - this.lows[i]! + this.phys[i]!) & ~0xfffn;
+    const e: IOMMUTLBEntry = { iova: page, translatedAddr: translated, addrMask: 0xfffn, perm };
+    if (this.congruent[i] === 1) {
+      this.cache[i] = e;
+      this.cachePfn[i] = p;
+    }
+    return e;
+  }
+
+  /** Inserts [low, high] -> phys (low <= high; the caller checked there is no overlap). Returns its index. */
+  insert(low: bigint, high: bigint, phys: bigint, flags: number): number {
+    splitBounds(low, high);
+    const ap = BOUNDS[0]!;
+    const ao = BOUNDS[1]!;
+    const bp = BOUNDS[2]!;
+    const bo = BOUNDS[3]!;
+    if (this.size === this.lows.length) this.grow();
+    const at = this.floor(ap, ao) + 1;
+    const n = this.size;
+    if (at < n) {
+      this.lowP.copyWithin(at + 1, at, n);
+      this.lowO.copyWithin(at + 1, at, n);
+      this.highP.copyWithin(at + 1, at, n);
+      this.highO.copyWithin(at + 1, at, n);
+      this.lows.copyWithin(at + 1, at, n);
+      this.highs.copyWithin(at + 1, at, n);
+      this.phys.copyWithin(at + 1, at, n);
+      this.flagsA.copyWithin(at + 1, at, n);
+      this.cachePfn.copyWithin(at + 1, at, n);
+      this.congruent.copyWithin(at + 1, at, n);
+    }
+    this.cache.splice(at, 0, undefined);
+    this.lowP[at] = ap;
+    this.lowO[at] = ao;
+    this.highP[at] = bp;
+    this.highO[at] = bo;
+    this.lows[at] = low;
+    this.highs[at] = high;
+    this.phys[at] = phys;
+    this.flagsA[at] = flags;
+    this.cachePfn[at] = -1;
+    this.sampleDirty = true;
+    this.gen = (this.gen + 1) >>> 0 || 1;
+    this.congruent[at] = ((phys - low) & 0xfffn) === 0n ? 1 : 0;
+    this.size = n + 1;
+    return at;
+  }
+
+  /** Removes mapping i. */
+  removeAt(i: number): void {
+    const n = this.size;
+    if (i < 0 || i >= n) return;
+    this.lowP.copyWithin(i, i + 1, n);
+    this.lowO.copyWithin(i, i + 1, n);
+    this.highP.copyWithin(i, i + 1, n);
+    this.highO.copyWithin(i, i + 1, n);
+    this.lows.copyWithin(i, i + 1, n);
+    this.highs.copyWithin(i, i + 1, n);
+    this.phys.copyWithin(i, i + 1, n);
+    this.flagsA.copyWithin(i, i + 1, n);
+    this.cachePfn.copyWithin(i, i + 1, n);
+    this.congruent.copyWithin(i, i + 1, n);
+    this.cache.splice(i, 1);
+    this.size = n - 1;
+    this.sampleDirty = true;
+    this.gen = (this.gen + 1) >>> 0 || 1;
+  }
+
+  /** Every mapping, ascending (tests, listings). */
+  list(): VirtioMapping[] {
+    const out: VirtioMapping[] = [];
+    for (let i = 0; i < this.size; i++) {
+      out.push({ virtStart: this.lows[i]!, virtEnd: this.highs[i]!, physStart: this.phys[i]!, flags: this.flagsA[i]! });
+    }
+    return out;
+  }
+
+  private grow(): void {
+    const cap = this.lows.length * 2;
+    const f64 = (a: Float64Array) => { const b = new Float64Array(cap); b.set(a); return b; };
+    const u16 = (a: Uint16Array) => { const b = new Uint16Array(cap); b.set(a); return b; };
+    const u64 = (a: BigUint64Array) => { const b = new BigUint64Array(cap); b.set(a); return b; };
+    const u8 = (a: Uint8Array) => { const b = new Uint8Array(cap); b.set(a); return b; };
+    this.lowP = f64(this.lowP);
+    this.lowO = u16(this.lowO);
+    this.highP = f64(this.highP);
+    this.highO = u16(this.highO);
+    this.lows = u64(this.lows);
+    this.highs = u64(this.highs);
+    this.phys = u64(this.phys);
+    this.flagsA = u8(this.flagsA);
+    this.cachePfn = f64(this.cachePfn);
+    this.congruent = u8(this.congruent);
+  }
+}
