@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 'use strict';
-// The CLI is compiled to dist/ by `npm install` (the package's `prepare` script).
+// The CLI is compiled to dist/: the published package ships it (built at `prepack`);
+// in a clone of the repository `npm install` builds it (the `prepare` script).
 let cli;
 try {
   cli = require('../dist/cli/main.js');
 } catch (e) {
   if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes('dist/cli/main.js')) {
-    process.stderr.write('viommu: dist/ is missing; run `npm install` (or `npm run build`) first\n');
+    process.stderr.write('viommu: dist/ is missing; in a clone of the repository run `npm install` (or `npm run build`) first\n');
     process.exit(2);
   }
   throw e;

@@ -46,7 +46,7 @@ import { ShadowView, diffRuns, mergeRuns } from './shadow';
 import type { ShadowEntry } from './shadow';
 
 /** Work limits the fuzzer gives the model (`createIntelVtd`'s third argument): small, so hostile tables cost little. */
-export const FUZZ_LIMITS = { syncWalkBudget: 1 << 14, syncLeafBudget: 1 << 12 };
+export const FUZZ_LIMITS = { syncWalkBudget: 1 << 16, syncLeafBudget: 1 << 13 };
 /** Largest invalidation queue (IQA.QS = 7: 2^15 descriptors of 128 bits; 256-bit ones are 4 reads). */
 const MAX_QUEUE_DESCRIPTORS = 1 << 15;
 
@@ -88,8 +88,10 @@ export interface FuzzOptions {
   seed: number;
   ops: number;
   model?: 'intel-vtd';
-  /** Ops per epoch (default 4000). */
+  /** Ops per VT-d epoch (default 4000; list epochs are half as long). */
   epochOps?: number;
+  /** The epoch cycle (default: clean, hostile, clean, list-repair, hostile, list-strict). */
+  epochs?: readonly EpochKind[];
   /** Called every `progressEvery` ops (main.ts samples the heap there). */
   onProgress?: (opsDone: number) => void;
   progressEvery?: number;
@@ -143,7 +145,8 @@ const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
 
 interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean }
 
-type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair';
+export type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair';
+export const EPOCH_KINDS: readonly EpochKind[] = ['vtd-clean', 'vtd-hostile', 'vtd-clean', 'list-repair', 'vtd-hostile', 'list-strict'];
 
 /** Is `e` a documented refusal: a C1 refusal of a registration (contract C1, the model's notify_flag_changed). */
 function isC1Refusal(e: unknown): boolean {
@@ -188,9 +191,11 @@ export class FuzzEngine {
    * (one bug, one finding). Also set when a sync ran out of its budget.
    */
   private tainted = false;
+  /** Set by the first exception or violation of an epoch: shadows stop checking (they no longer follow the list; one bug, one finding). */
+  private shadowsOff = false;
 
   finding(kind: FindingKind, message: string, stack?: string): void {
-    if (kind === 'exception' || kind === 'violation' || kind === 'listener') this.tainted = true;
+    if (kind === 'exception' || kind === 'violation' || kind === 'listener') { this.tainted = true; this.shadowsOff = true; }
     const key = `${kind}:${message.replace(/0x[0-9a-f]+|\d+/g, '#').slice(0, 120)}`;
     const f = this.findings.get(key);
     if (f) { f.count++; return; }
@@ -229,9 +234,10 @@ export class FuzzEngine {
     const every = opts.progressEvery ?? 50_000;
     let epochIndex = 0;
     while (this.op < opts.ops) {
-      const kinds: EpochKind[] = ['vtd-clean', 'vtd-hostile', 'vtd-clean', 'list-repair', 'vtd-hostile', 'list-strict'];
+      const kinds = opts.epochs ?? EPOCH_KINDS;
       this.epoch = kinds[epochIndex++ % kinds.length]!;
-      const end = Math.min(opts.ops, this.op + epochOps);
+      const end = Math.min(opts.ops, this.op + (this.epoch.startsWith('list') ? epochOps >> 1 : epochOps));
+      const t0 = performance.now();
       if (this.epoch.startsWith('vtd')) this.startVtd(); else this.startList(this.epoch === 'list-repair' ? 'repair' : 'strict');
       while (this.op < end) {
         if (this.epoch.startsWith('vtd')) this.vtdOp(); else this.listOp();
@@ -240,6 +246,7 @@ export class FuzzEngine {
       }
       this.endEpoch();
       this.count(`epochs.${this.epoch}`);
+      this.count(`ms.${this.epoch}`, Math.round(performance.now() - t0));
     }
     return {
       seed: this.seed, ops: this.op, findings: [...this.findings.values()], stats: this.stats, maxWork: this.maxWork, maxActionMs: this.maxActionMs,
@@ -262,6 +269,7 @@ export class FuzzEngine {
       throw e;
     }
     this.tainted = false;
+    this.shadowsOff = false;
     this.vtd.events.on('syncIncomplete', () => { this.count(this.hostile ? 'syncIncomplete' : 'syncIncompleteClean'); this.tainted = true; });
     this.vtd.events.on('guestError', () => this.count('guestErrors'));
     this.vtd.events.on('fault', () => this.count('faults'));
@@ -303,14 +311,15 @@ export class FuzzEngine {
     const r = this.rng;
     const roll = r.int(100);
     if (this.hostile && roll < 30) { this.hostileOp(); return; }
-    if (roll < 30) this.mapOp();
-    else if (roll < 42) this.unmapOp();
-    else if (roll < 56) this.invalidateOp();
-    else if (roll < 72) this.dmaOp();
-    else if (roll < 82) this.notifierOp();
-    else if (roll < 88) this.vhostOp();
-    else if (roll < 93) this.contextOp();
-    else if (roll < 95) this.teOp();
+    // Weights: cheap guest steps often, whole-domain work (domain/global invalidations, context changes, registrations) rarely.
+    if (roll < 32) this.mapOp();
+    else if (roll < 45) this.unmapOp();
+    else if (roll < 61) this.invalidateOp();
+    else if (roll < 79) this.dmaOp();
+    else if (roll < 84) this.notifierOp();
+    else if (roll < 90) this.vhostOp();
+    else if (roll < 92) this.contextOp();
+    else if (roll < 93) this.teOp();
     else this.readOp();
   }
 
@@ -344,14 +353,14 @@ export class FuzzEngine {
   private invalidateOp(): void {
     const r = this.rng;
     const did = r.int(3) + 1;
-    const g = r.int(10);
+    const g = r.int(20);
     let ok: boolean | undefined;
-    if (g < 5) {
+    if (g < 18) {
       const am = r.pick([0, 0, 1, 3, 9]);
       let pfn = this.randomPfn();
       if (!r.chance(0.2)) pfn -= pfn % (1 << am); // unaligned ADDR sometimes: C9 counts the aligned block (item 5)
       ok = this.action('mmio', `PSI did ${did} pfn 0x${pfn.toString(16)} am ${am}`, 1, () => this.guest.submit([0x2n | (3n << 4n) | (BigInt(did) << 16n), (BigInt(pfn) << 12n) | BigInt(am)]));
-    } else if (g < 8) {
+    } else if (g < 19) {
       ok = this.action('mmio', `DSI did ${did}`, 1, () => this.guest.submit([0x2n | (2n << 4n) | (BigInt(did) << 16n), 0n]));
       if (ok) this.checkCoherence(`after a domain invalidation of did ${did}`, (sid) => DOMAIN_OF[sid] === did);
     } else {
@@ -397,7 +406,7 @@ export class FuzzEngine {
       });
       return;
     }
-    const len = this.hostile && r.chance(0.1) ? 1 + r.int(1 << 20) : 1 + r.int(16384);
+    const len = this.hostile && r.chance(0.02) ? 1 + r.int(1 << 20) : r.chance(0.1) ? 1 + r.int(16384) : 1 + r.int(256);
     const te = this.guest.translationOn ? '' : ' (translation off: gpa = iova)';
     // A clean guest never lets a device write while translation is off: DMA would then land on its own tables (identity).
     if (k === 1 || (!this.hostile && !this.guest.translationOn)) this.action('dma', `dmaRead(0x${sid.toString(16)}, 0x${iova.toString(16)}, ${len})${te}`, len, () => this.vtd.dmaRead(sid, iova, len));
@@ -439,7 +448,7 @@ export class FuzzEngine {
       const handle = this.action('register', `registerNotifier(sid 0x${sid.toString(16)}, flags ${flags})`, 1, () => this.vtd.addressSpace(sid).registerNotifier({
         flags, start, end,
         notify: (ev: IOMMUTLBEvent) => {
-          const bad = n.view.apply(ev);
+          const bad = this.shadowsOff ? undefined : n.view.apply(ev);
           if (bad) this.finding('violation', `sid 0x${sid.toString(16)} notifier flags ${flags}: ${bad}`);
           // Re-entry: a listener that asks the IOMMU from inside a notification, as vhost does on a miss.
           if (n.reenter && ev.type !== F.MAP) this.vtd.translate(sid, ev.entry.iova, IOMMUAccessFlags.RO);
@@ -609,6 +618,7 @@ export class FuzzEngine {
     this.listLeaves = [];
     this.raw = [];
     this.tainted = false;
+    this.shadowsOff = false;
     // A dummy memory so that `action` can be used: list work is not guest-memory work.
     this.mem = new CountingMemory(new SparseRam([{ base: 0, size: 4096 }]));
   }
@@ -666,7 +676,7 @@ export class FuzzEngine {
         n.handle = this.list.register({
           flags, start, end,
           notify: (ev, h) => {
-            const bad = n.view.apply(ev);
+            const bad = this.shadowsOff ? undefined : n.view.apply(ev);
             if (bad) this.finding('violation', `${this.listMode} list notifier flags ${flags}: ${bad}`);
             // Re-entry (item 1, 2): a listener that maps, unregisters or syncs from inside an UNMAP.
             if (n.reenter && ev.type === F.UNMAP) {

@@ -5,10 +5,10 @@
  * each finding with its seed and op index; exit 0 clean, 1 findings, 2 usage.
  */
 import { parseArgs } from 'node:util';
-import { FUZZ_LIMITS, SLOW_ACTION_MS, runFuzz, workBound } from './engine';
-import type { Finding } from './engine';
+import { EPOCH_KINDS, FUZZ_LIMITS, SLOW_ACTION_MS, runFuzz, workBound } from './engine';
+import type { EpochKind, Finding } from './engine';
 
-const USAGE = 'usage: npm run fuzz -- --model intel-vtd --ops N --seed S [--epoch-ops K] [--json]\n';
+const USAGE = 'usage: npm run fuzz -- --model intel-vtd --ops N --seed S [--epoch-ops K] [--epochs vtd-clean,vtd-hostile,list-repair,list-strict] [--json]\n';
 /** heapUsed after gc may grow this much over the run before it counts as growth (V8 settles its own structures early). */
 const HEAP_SLACK_BYTES = 32 << 20;
 
@@ -18,7 +18,8 @@ function main(): number {
     ({ values } = parseArgs({
       options: {
         model: { type: 'string', default: 'intel-vtd' }, ops: { type: 'string', default: '100000' },
-        seed: { type: 'string', default: '1' }, 'epoch-ops': { type: 'string' }, json: { type: 'boolean', default: false },
+        seed: { type: 'string', default: '1' }, 'epoch-ops': { type: 'string' }, epochs: { type: 'string' },
+        json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -35,6 +36,11 @@ function main(): number {
     process.stderr.write(`fuzz: --ops, --seed and --epoch-ops take positive integers\n${USAGE}`);
     return 2;
   }
+  const epochs = values.epochs?.split(',') as EpochKind[] | undefined;
+  if (epochs && !epochs.every((k) => EPOCH_KINDS.includes(k))) {
+    process.stderr.write(`fuzz: --epochs takes a comma-separated list of ${EPOCH_KINDS.filter((k, i) => EPOCH_KINDS.indexOf(k) === i).join(', ')}\n`);
+    return 2;
+  }
   const gc = (globalThis as { gc?: () => void }).gc;
   const heap: Array<{ ops: number; mb: number }> = [];
   const sample = (n: number) => {
@@ -44,7 +50,7 @@ function main(): number {
   };
   sample(0);
   const t0 = performance.now();
-  const res = runFuzz({ seed, ops, ...(epochOps ? { epochOps } : {}), onProgress: sample, progressEvery: 50_000 });
+  const res = runFuzz({ seed, ops, ...(epochOps ? { epochOps } : {}), ...(epochs ? { epochs } : {}), onProgress: sample, progressEvery: 50_000 });
   const secs = (performance.now() - t0) / 1000;
   sample(ops);
   if (!values.json && process.stderr.isTTY) process.stderr.write('\n');

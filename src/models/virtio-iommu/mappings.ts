@@ -28,10 +28,19 @@ const HI = LO ^ 1;
 /** Slots per block of the lookup's first level (32 start frames: 256 bytes, four cache lines). */
 const BLOCK = 32;
 
-/** Lookup cache: slots (a power of two), and the domain size from which a domain gets one. */
-const HINT_SIZE = 4096;
+/** Lookup cache: slots (a power of two, 128 KiB), and the domain size from which a domain gets one (at most 64 bytes per mapping, so a hostile guest cannot grow memory through it). */
+const HINT_SIZE = 8192;
 const HINT_MASK = HINT_SIZE - 1;
-const HINT_MIN = 64;
+const HINT_MIN = 2048;
+
+/** Layout of MappingStore.rec: per slot, start offset, end frame and offset, flags, phys - virt congruent mod 4 KiB (1/0), cached frame. */
+const STRIDE = 8;
+const R_LOW_O = 0;
+const R_HIGH_P = 1;
+const R_HIGH_O = 2;
+const R_FLAGS = 3;
+const R_CONGRUENT = 4;
+const R_CACHE_PFN = 5;
 
 /** Results of splitU64 (module scope: no allocation). */
 export let splitPfn = 0;
@@ -82,26 +91,25 @@ export class MappingStore {
    */
   inverted = 0;
 
+  /** Start frame of each slot: the search keys, packed for the search. */
   private lowP = new Float64Array(16);
-  private lowO = new Uint16Array(16);
-  private highP = new Float64Array(16);
-  private highO = new Uint16Array(16);
+  /**
+   * The rest of a slot's numbers, together (STRIDE per slot, one cache line)
+   * so that a translation touches few lines: see the R_* offsets.
+   */
+  private rec = new Float64Array(16 * STRIDE);
   private lows = new BigUint64Array(16);
   private highs = new BigUint64Array(16);
   private phys = new BigUint64Array(16);
-  private flagsA = new Uint8Array(16);
-  /** Per slot: the last translation handed out (frame `cachePfn`), reused when the same page is translated again. */
+  /** Per slot: the last translation handed out (frame R_CACHE_PFN), reused when the same page is translated again. */
   private cache: Array<IOMMUTLBEntry | undefined> = [];
-  private cachePfn = new Float64Array(16);
-  /** Lookup cache (see lookup) and the generation that validates its slots (bumped by every change). */
-  private hints: { pfn: Float64Array; gen: Uint32Array; slot: Int32Array } | undefined;
+  /** Lookup cache (see lookup): HINT_SIZE x [frame, generation, slot, -]; valid while the generation is `gen`. */
+  private hints: Float64Array | undefined;
   private gen = 1;
   /** Start frame of every BLOCK-th slot (see floor), rebuilt on the first lookup after a change. */
   private sample = new Float64Array(4);
   private sampleN = 0;
   private sampleDirty = true;
-  /** Per slot: 1 when phys - virt is a multiple of 4 KiB (a page translates to one page, so it can be cached). */
-  private congruent = new Uint8Array(16);
 
   /** Index of the last mapping whose start is <= (p, o), or -1. */
   floor(p: number, o: number): number {
@@ -129,8 +137,8 @@ export class MappingStore {
     }
     // ... then back over mappings starting later in the same frame (only
     // unaligned mappings share a start frame).
-    const lO = this.lowO;
-    while (base >= 0 && lp[base] === p && lO[base]! > o) base--;
+    const rec = this.rec;
+    while (base >= 0 && lp[base] === p && rec[base * STRIDE + R_LOW_O]! > o) base--;
     return base;
   }
 
@@ -144,8 +152,8 @@ export class MappingStore {
 
   /** Whether mapping i ends at or after (p, o). */
   private endsAtOrAfter(i: number, p: number, o: number): boolean {
-    const hp = this.highP[i]!;
-    return hp > p || (hp === p && this.highO[i]! >= o);
+    const hp = this.rec[i * STRIDE + R_HIGH_P]!;
+    return hp > p || (hp === p && this.rec[i * STRIDE + R_HIGH_O]! >= o);
   }
 
   /** Index of a mapping that intersects [low, high] (inclusive, low <= high), the lowest one; -1 if none. */
@@ -158,7 +166,7 @@ export class MappingStore {
     const i = this.floor(ap, ao);
     if (i >= 0 && this.endsAtOrAfter(i, ap, ao)) return i;
     const j = i + 1;
-    if (j < this.size && !lt(bp, bo, this.lowP[j]!, this.lowO[j]!)) return j;
+    if (j < this.size && !lt(bp, bo, this.lowP[j]!, this.rec[j * STRIDE + R_LOW_O]!)) return j;
     return -1;
   }
 
@@ -176,7 +184,7 @@ export class MappingStore {
     // addr + 1 (no wrap at 2^64 - 1: nothing starts after it).
     const np = o === 0xfff ? p + 1 : p;
     const no = o === 0xfff ? 0 : o + 1;
-    return this.lowP[j] === np && this.lowO[j] === no ? j : -1;
+    return this.lowP[j] === np && this.rec[j * STRIDE + R_LOW_O] === no ? j : -1;
   }
 
   /**
@@ -188,19 +196,19 @@ export class MappingStore {
   lookup(p: number, o: number): number {
     const hints = this.hints;
     if (hints !== undefined) {
-      const h = (p >>> 0) & HINT_MASK;
-      if (hints.pfn[h] === p && hints.gen[h] === this.gen) {
-        const i = hints.slot[h]!;
+      const h = ((p >>> 0) & HINT_MASK) * 4;
+      if (hints[h] === p && hints[h + 1] === this.gen) {
+        const i = hints[h + 2]!;
         if (this.holds(i, p, o)) return i;
       }
       const i = this.floor(p, o);
       if (i < 0 || !this.endsAtOrAfter(i, p, o)) return -1;
-      hints.pfn[h] = p;
-      hints.gen[h] = this.gen;
-      hints.slot[h] = i;
+      hints[h] = p;
+      hints[h + 1] = this.gen;
+      hints[h + 2] = i;
       return i;
     }
-    if (this.size >= HINT_MIN) this.hints = { pfn: new Float64Array(HINT_SIZE).fill(-1), gen: new Uint32Array(HINT_SIZE), slot: new Int32Array(HINT_SIZE) };
+    if (this.size >= HINT_MIN) this.hints = new Float64Array(HINT_SIZE * 4).fill(-1);
     const i = this.floor(p, o);
     return i >= 0 && this.endsAtOrAfter(i, p, o) ? i : -1;
   }
@@ -208,17 +216,15 @@ export class MappingStore {
   /** Whether mapping i holds (p, o). */
   private holds(i: number, p: number, o: number): boolean {
     const sp = this.lowP[i]!;
-    return (sp < p || (sp === p && this.lowO[i]! <= o)) && this.endsAtOrAfter(i, p, o);
+    return (sp < p || (sp === p && this.rec[i * STRIDE + R_LOW_O]! <= o)) && this.endsAtOrAfter(i, p, o);
   }
 
   virtStart(i: number): bigint { return this.lows[i]!; }
   virtEnd(i: number): bigint { return this.highs[i]!; }
   physStart(i: number): bigint { return this.phys[i]!; }
-  flags(i: number): number { return this.flagsA[i]!; }
+  flags(i: number): number { return this.rec[i * STRIDE + R_FLAGS]!; }
   startPfn(i: number): number { return this.lowP[i]!; }
-  startOff(i: number): number { return this.lowO[i]!; }
-  endPfn(i: number): number { return this.highP[i]!; }
-  endOff(i: number): number { return this.highO[i]!; }
+  endPfn(i: number): number { return this.rec[i * STRIDE + R_HIGH_P]!; }
 
   /**
    * The translation of byte (p, o) through mapping i as a 4 KiB entry (QEMU
@@ -227,17 +233,18 @@ export class MappingStore {
    * is lost). Reused for the next access to the same page when it can be.
    */
   entry(i: number, iova: bigint, p: number, perm: IOMMUAccessFlags): IOMMUTLBEntry {
-    const reuse = this.congruent[i] === 1 && this.cachePfn[i] === p;
-    if (reuse) {
+    const r = i * STRIDE;
+    const congruent = this.rec[r + R_CONGRUENT] === 1;
+    if (congruent && this.rec[r + R_CACHE_PFN] === p) {
       const e = this.cache[i];
       if (e !== undefined && e.perm === perm) return e;
     }
     const page = iova & ~0xfffn;
     const translated = BigInt.asUintN(64, iova - this.lows[i]! + this.phys[i]!) & ~0xfffn;
     const e: IOMMUTLBEntry = { iova: page, translatedAddr: translated, addrMask: 0xfffn, perm };
-    if (this.congruent[i] === 1) {
+    if (congruent) {
       this.cache[i] = e;
-      this.cachePfn[i] = p;
+      this.rec[r + R_CACHE_PFN] = p;
     }
     return e;
   }
@@ -254,30 +261,26 @@ export class MappingStore {
     const n = this.size;
     if (at < n) {
       this.lowP.copyWithin(at + 1, at, n);
-      this.lowO.copyWithin(at + 1, at, n);
-      this.highP.copyWithin(at + 1, at, n);
-      this.highO.copyWithin(at + 1, at, n);
+      this.rec.copyWithin((at + 1) * STRIDE, at * STRIDE, n * STRIDE);
       this.lows.copyWithin(at + 1, at, n);
       this.highs.copyWithin(at + 1, at, n);
       this.phys.copyWithin(at + 1, at, n);
-      this.flagsA.copyWithin(at + 1, at, n);
-      this.cachePfn.copyWithin(at + 1, at, n);
-      this.congruent.copyWithin(at + 1, at, n);
     }
     this.cache.splice(at, 0, undefined);
     this.lowP[at] = ap;
-    this.lowO[at] = ao;
-    this.highP[at] = bp;
-    this.highO[at] = bo;
+    const r = at * STRIDE;
+    this.rec[r + R_LOW_O] = ao;
+    this.rec[r + R_HIGH_P] = bp;
+    this.rec[r + R_HIGH_O] = bo;
+    this.rec[r + R_FLAGS] = flags;
+    this.rec[r + R_CONGRUENT] = ((phys - low) & 0xfffn) === 0n ? 1 : 0;
+    this.rec[r + R_CACHE_PFN] = -1;
     this.lows[at] = low;
     this.highs[at] = high;
     this.phys[at] = phys;
-    this.flagsA[at] = flags;
-    this.cachePfn[at] = -1;
+    this.size = n + 1;
     this.sampleDirty = true;
     this.gen = (this.gen + 1) >>> 0 || 1;
-    this.congruent[at] = ((phys - low) & 0xfffn) === 0n ? 1 : 0;
-    this.size = n + 1;
     return at;
   }
 
@@ -286,15 +289,10 @@ export class MappingStore {
     const n = this.size;
     if (i < 0 || i >= n) return;
     this.lowP.copyWithin(i, i + 1, n);
-    this.lowO.copyWithin(i, i + 1, n);
-    this.highP.copyWithin(i, i + 1, n);
-    this.highO.copyWithin(i, i + 1, n);
+    this.rec.copyWithin(i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
     this.lows.copyWithin(i, i + 1, n);
     this.highs.copyWithin(i, i + 1, n);
     this.phys.copyWithin(i, i + 1, n);
-    this.flagsA.copyWithin(i, i + 1, n);
-    this.cachePfn.copyWithin(i, i + 1, n);
-    this.congruent.copyWithin(i, i + 1, n);
     this.cache.splice(i, 1);
     this.size = n - 1;
     this.sampleDirty = true;
@@ -305,26 +303,22 @@ export class MappingStore {
   list(): VirtioMapping[] {
     const out: VirtioMapping[] = [];
     for (let i = 0; i < this.size; i++) {
-      out.push({ virtStart: this.lows[i]!, virtEnd: this.highs[i]!, physStart: this.phys[i]!, flags: this.flagsA[i]! });
+      out.push({ virtStart: this.lows[i]!, virtEnd: this.highs[i]!, physStart: this.phys[i]!, flags: this.flags(i) });
     }
     return out;
   }
 
   private grow(): void {
     const cap = this.lows.length * 2;
-    const f64 = (a: Float64Array) => { const b = new Float64Array(cap); b.set(a); return b; };
-    const u16 = (a: Uint16Array) => { const b = new Uint16Array(cap); b.set(a); return b; };
+    const lowP = new Float64Array(cap);
+    lowP.set(this.lowP);
+    this.lowP = lowP;
+    const rec = new Float64Array(cap * STRIDE);
+    rec.set(this.rec);
+    this.rec = rec;
     const u64 = (a: BigUint64Array) => { const b = new BigUint64Array(cap); b.set(a); return b; };
-    const u8 = (a: Uint8Array) => { const b = new Uint8Array(cap); b.set(a); return b; };
-    this.lowP = f64(this.lowP);
-    this.lowO = u16(this.lowO);
-    this.highP = f64(this.highP);
-    this.highO = u16(this.highO);
     this.lows = u64(this.lows);
     this.highs = u64(this.highs);
     this.phys = u64(this.phys);
-    this.flagsA = u8(this.flagsA);
-    this.cachePfn = f64(this.cachePfn);
-    this.congruent = u8(this.congruent);
   }
 }
