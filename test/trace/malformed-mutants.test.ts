@@ -171,7 +171,8 @@ function generalMutants(): Mutant[] {
   for (const cut of [10, 20, 100, gz.length >> 1, gz.length - 9, gz.length - 1]) out.push({ name: `gzip truncated at ${cut}/${gz.length}`, bytes: gz.subarray(0, cut) });
   for (const cut of [30, realGz.length >> 2, realGz.length >> 1, realGz.length - 4]) out.push({ name: `${GZ_FIXTURE} truncated at ${cut}`, bytes: realGz.subarray(0, cut) });
   const flipped = Buffer.from(realGz);
-  flipped[realGz.length >> 1] ^= 0x55;
+  const mid = realGz.length >> 1;
+  flipped[mid] = realGz[mid]! ^ 0x55;
   out.push({ name: `${GZ_FIXTURE} with a corrupt byte`, bytes: flipped });
   return out;
 }
@@ -220,9 +221,20 @@ describe('malformed-trace mutants: exit 0/1/2, the line named, never a crash or 
   beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'viommu-mutants-')); });
   afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
 
+  /** Outcomes over all mutants: the campaign must reach every exit status, or it proves little. */
+  const seen = { 0: 0, 1: 0, 2: 0, lines: 0 };
+  afterAll(() => {
+    expect(seen[0]).toBeGreaterThan(3);
+    expect(seen[1]).toBeGreaterThan(3);
+    expect(seen[2]).toBeGreaterThan(50);
+    expect(seen.lines).toBeGreaterThan(50);
+  });
+
   const check = async (m: Mutant, file: string) => {
     writeFileSync(file, m.bytes);
     const api = await viaApi(m.bytes);
+    seen[api.exit as 0 | 1 | 2]++;
+    if (api.line !== undefined) seen.lines++;
     const fromFile = await viaApi(file);
     const ctx = `${m.name}: API ${JSON.stringify(api)}`;
     expect([ctx, api.exit]).toEqual([ctx, fromFile.exit]);
