@@ -143,7 +143,8 @@ const DOMAIN_OF: Record<number, number> = { 0x10: 1, 0x18: 1, 0x20: 2, 0x28: 3 }
 /** IOVA windows of the clean guest, in frames: 16 MiB at 0 and 4 MiB at 1 GiB (clear of the MSI window). */
 const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
 
-interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean }
+/** A raw fuzz notifier; `off` once its shadow saw a violation (the shadow then no longer follows the list). */
+interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
 
 export type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair';
 export const EPOCH_KINDS: readonly EpochKind[] = ['vtd-clean', 'vtd-hostile', 'vtd-clean', 'list-repair', 'vtd-hostile', 'list-strict'];
@@ -191,11 +192,11 @@ export class FuzzEngine {
    * (one bug, one finding). Also set when a sync ran out of its budget.
    */
   private tainted = false;
-  /** Set by the first exception or violation of an epoch: shadows stop checking (they no longer follow the list; one bug, one finding). */
+  /** Set by the first exception of an epoch: shadows stop checking (the list's state may be corrupt; one bug, one finding). */
   private shadowsOff = false;
 
   finding(kind: FindingKind, message: string, stack?: string): void {
-    if (kind === 'exception' || kind === 'violation' || kind === 'listener') { this.tainted = true; this.shadowsOff = true; }
+    if (kind === 'exception' || kind === 'listener') { this.tainted = true; this.shadowsOff = true; }
     const key = `${kind}:${message.replace(/0x[0-9a-f]+|\d+/g, '#').slice(0, 120)}`;
     const f = this.findings.get(key);
     if (f) { f.count++; return; }
@@ -287,7 +288,7 @@ export class FuzzEngine {
     });
     for (const sid of SIDS) {
       const notifiers = this.vtd.addressSpace(sid).notifiers;
-      notifiers.events.on('violation', (v) => { if (v.rule !== 'C1') this.finding('violation', `list reported ${v.rule} for an event the model sent on sid 0x${sid.toString(16)}: ${v.message}`); });
+      notifiers.events.on('violation', (v) => { if (v.rule !== 'C1') this.tainted = true; if (v.rule !== 'C1') this.finding('violation', `list reported ${v.rule} for an event the model sent on sid 0x${sid.toString(16)}: ${v.message}`); });
       notifiers.events.on('listenerError', (e) => this.finding('listener', `a listener threw on sid 0x${sid.toString(16)}: ${e instanceof Error ? e.message : String(e)}`, e instanceof Error ? e.stack : undefined));
     }
   }
@@ -376,7 +377,7 @@ export class FuzzEngine {
     if (this.hostile || !this.cachingMode || this.tainted) return;
     this.count('coherenceChecks');
     for (const n of this.raw) {
-      if (!n.handle || !which(n.sid) || (n.view.flags & F.ALL) !== F.ALL || n.reenter) continue;
+      if (!n.handle || n.off || !which(n.sid) || (n.view.flags & F.ALL) !== F.ALL || n.reenter) continue;
       const want = mergeRuns(this.guest.expected(n.sid), n.view.start, n.view.end);
       const d = diffRuns(n.view.runs(n.view.start, n.view.end), want);
       if (d) this.finding('coherence', `C9 ${when}: notifier on sid 0x${n.sid.toString(16)} [0x${n.view.start.toString(16)}, 0x${n.view.end.toString(16)}]: ${d}`);
@@ -448,8 +449,8 @@ export class FuzzEngine {
       const handle = this.action('register', `registerNotifier(sid 0x${sid.toString(16)}, flags ${flags})`, 1, () => this.vtd.addressSpace(sid).registerNotifier({
         flags, start, end,
         notify: (ev: IOMMUTLBEvent) => {
-          const bad = this.shadowsOff ? undefined : n.view.apply(ev);
-          if (bad) this.finding('violation', `sid 0x${sid.toString(16)} notifier flags ${flags}: ${bad}`);
+          const bad = this.shadowsOff || n.off ? undefined : n.view.apply(ev);
+          if (bad) { n.off = true; this.finding('violation', `sid 0x${sid.toString(16)} notifier flags ${flags}: ${bad}`); }
           // Re-entry: a listener that asks the IOMMU from inside a notification, as vhost does on a miss.
           if (n.reenter && ev.type !== F.MAP) this.vtd.translate(sid, ev.entry.iova, IOMMUAccessFlags.RO);
         },
@@ -676,8 +677,8 @@ export class FuzzEngine {
         n.handle = this.list.register({
           flags, start, end,
           notify: (ev, h) => {
-            const bad = this.shadowsOff ? undefined : n.view.apply(ev);
-            if (bad) this.finding('violation', `${this.listMode} list notifier flags ${flags}: ${bad}`);
+            const bad = this.shadowsOff || n.off ? undefined : n.view.apply(ev);
+            if (bad) { n.off = true; this.finding('violation', `${this.listMode} list notifier flags ${flags}: ${bad}`); }
             // Re-entry (item 1, 2): a listener that maps, unregisters or syncs from inside an UNMAP.
             if (n.reenter && ev.type === F.UNMAP) {
               const k = r.int(3);
@@ -710,7 +711,7 @@ export class FuzzEngine {
         const [s, e] = r.chance(0.5) ? [0n, U64_MAX] : [a, a + (BigInt(1 + r.int(2048)) << 12n) - 1n];
         this.list.unmapAll(s, e);
         if (!noisy && !this.tainted) for (const n of this.raw) {
-          if (n.handle && (n.view.flags & F.ALL) === F.ALL && n.view.runs(s, e).length) this.finding('coherence', `${this.listMode} unmapAll(0x${s.toString(16)}, 0x${e.toString(16)}) left entries in a view`);
+          if (n.handle && !n.off && (n.view.flags & F.ALL) === F.ALL && n.view.runs(s, e).length) this.finding('coherence', `${this.listMode} unmapAll(0x${s.toString(16)}, 0x${e.toString(16)}) left entries in a view`);
         }
       }
     } catch (e) {
@@ -724,7 +725,7 @@ export class FuzzEngine {
   private listCoherence(s: bigint, e: bigint): void {
     const leaves: ShadowEntry[] = this.listLeaves.map((l) => ({ s: BigInt(l.pfn) << 12n, e: (BigInt(l.pfn + l.pages) << 12n) - 1n, xl: BigInt(l.xlPfn) << 12n, perm: l.perm }));
     for (const n of this.raw) {
-      if (!n.handle || (n.view.flags & F.ALL) !== F.ALL) continue;
+      if (!n.handle || n.off || (n.view.flags & F.ALL) !== F.ALL) continue;
       const lo = s > n.view.start ? s : n.view.start;
       const hi = e < n.view.end ? e : n.view.end;
       if (lo > hi) continue;
