@@ -3,14 +3,11 @@
  * fields in the order of the trace-v1 table, `expect`, `note`), lowercase
  * hex, so that the same run always produces the same bytes.
  */
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import type { WriteStream } from 'node:fs';
-import { createGzip } from 'node:zlib';
-import type { Gzip } from 'node:zlib';
 import { permToString } from '../core/access';
 import { flagsToString } from '../core/tlb-entry';
 import type { TraceEntry, TraceEvent, TraceHeader } from './types';
+import { openOutput } from './output-file';
+import type { OutputFile } from './output-file';
 
 /** `0x`-prefixed lowercase hex. */
 export function hex(v: bigint | number): string {
@@ -118,47 +115,36 @@ export function formatEvent(ev: TraceEvent): string {
 }
 
 /**
- * Writes a trace to a file (gzip-compressed when the name ends in `.gz`),
- * buffering lines; `close()` flushes and resolves when the file is complete.
- */
-/**
- * Writes a trace file. The lines go to a temporary file beside `path`, which
- * replaces `path` only when `close()` succeeds: a failed run never leaves a
- * truncated trace, and `--record` onto the trace being read cannot destroy
- * it. Gzip-compressed when `path` ends in `.gz`. Open it with
- * `TraceWriter.open()`, which reports an unwritable path as an error before
- * anything is replayed.
+ * Writes a trace to an output opened by the rule of `openOutput()`
+ * (output-file.ts): a regular file is written beside `path` and replaces it
+ * only when `close()` succeeds, so a failed run never leaves a truncated
+ * trace and `--record` onto the trace being read cannot destroy it; a
+ * symbolic link is followed and a device or FIFO written through; `-` is
+ * standard output. Gzip-compressed when `path` ends in `.gz`. Lines are
+ * gathered into writes of about 64 KiB.
  */
 export class TraceWriter {
-  private readonly out: WriteStream;
-  private readonly sink: WriteStream | Gzip;
-  private readonly tmp: string;
   private buffer: string[] = [];
   private buffered = 0;
-  private error: Error | undefined;
 
-  private constructor(readonly path: string) {
-    this.tmp = `${path}.${process.pid}.tmp`;
-    this.out = createWriteStream(this.tmp);
-    // An I/O error is kept and reported by close(), never thrown as an unhandled 'error' event.
-    this.out.on('error', (e) => { this.error ??= e; });
-    if (path.endsWith('.gz')) {
-      const gz = createGzip();
-      gz.on('error', (e) => { this.error ??= e; });
-      gz.pipe(this.out);
-      this.sink = gz;
-    } else {
-      this.sink = this.out;
-    }
+  private constructor(private readonly out: OutputFile) {}
+
+  /**
+   * Opens `path` (`-`: `stdout`); rejects with the OS error when it cannot be
+   * opened, before anything is written, so a caller can fail before replaying.
+   */
+  static async open(path: string, stdout: NodeJS.WritableStream = process.stdout): Promise<TraceWriter> {
+    return new TraceWriter(await openOutput(path, stdout, { gzip: path.endsWith('.gz') }));
   }
 
-  /** Creates the writer once its temporary file is open; rejects (with the OS error) when it cannot be. */
-  static open(path: string): Promise<TraceWriter> {
-    const w = new TraceWriter(path);
-    return new Promise((resolve, reject) => {
-      w.out.once('ready', () => resolve(w));
-      w.out.once('error', (e) => reject(e));
-    });
+  /** A writer over an output the caller opened. */
+  static over(out: OutputFile): TraceWriter {
+    return new TraceWriter(out);
+  }
+
+  /** True when the trace goes to standard output. */
+  get toStdout(): boolean {
+    return this.out.toStdout;
   }
 
   header(h: TraceHeader): void {
@@ -179,48 +165,32 @@ export class TraceWriter {
   /** Raw bytes of whole lines (each ending in a newline), after the lines given so far: the recorder's byte sink. */
   bytes(chunk: Uint8Array): void {
     this.flush();
-    if (!this.error) this.sink.write(chunk);
+    if (this.out.error === undefined) this.out.stream.write(chunk);
   }
 
-  private flush(): void {
-    if (this.buffer.length === 0 || this.error) return;
-    this.sink.write(this.buffer.join('\n') + '\n');
+  /** Hands the buffered lines to the output. */
+  flush(): void {
+    if (this.buffer.length === 0) return;
+    if (this.out.error === undefined) this.out.stream.write(this.buffer.join('\n') + '\n');
     this.buffer = [];
     this.buffered = 0;
   }
 
-  /** Resolves when the output has room again (await it now and then so that memory stays bounded). */
-  drained(): Promise<void> {
-    const sink = this.sink;
-    if (this.error || !sink.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { sink.off('drain', done); this.out.off('error', done); resolve(); };
-      sink.once('drain', done);
-      this.out.once('error', done);
-    });
+  /** Resolves when the output has room again or has failed (await it now and then so that memory stays bounded). */
+  async drained(): Promise<void> {
+    const s = this.out.stream as NodeJS.WritableStream & { writableNeedDrain?: boolean };
+    if (this.out.error !== undefined || !s.writableNeedDrain) return;
+    await Promise.race([new Promise<void>((ok) => s.once('drain', () => ok())), this.out.failed.catch(() => undefined)]);
   }
 
-  /** Flushes, closes and puts the file in place; rejects with the first I/O error (the temporary file is then removed). */
+  /** Flushes, closes and puts the file in place; rejects with the first I/O error (a temporary file is then removed). */
   async close(): Promise<void> {
     this.flush();
-    if (!this.error) {
-      await new Promise<void>((resolve) => {
-        this.out.once('close', () => resolve());
-        this.sink.end();
-      });
-    } else {
-      this.out.destroy();
-    }
-    if (this.error) {
-      await rm(this.tmp, { force: true });
-      throw this.error;
-    }
-    await rename(this.tmp, this.path);
+    await this.out.commit();
   }
 
-  /** Gives up: closes and removes the temporary file, leaving `path` as it was. */
+  /** Gives up: a regular file keeps its old content (what went to stdout or through a device stays written). */
   async abandon(): Promise<void> {
-    this.out.destroy();
-    await rm(this.tmp, { force: true });
+    await this.out.abandon();
   }
 }

@@ -8,7 +8,7 @@
 import { formatImportSummary, importQemuLog, isQemuTraceLog } from '../../trace/importers/qemu-log';
 import { ioErrorText } from '../io';
 import type { CliIo } from '../io';
-import { openOutput } from '../output';
+import { openOutput } from '../../trace/output-file';
 
 export async function runImportQemuLog(file: string, output: string, io: CliIo): Promise<number> {
   const fail = (msg: string): number => {

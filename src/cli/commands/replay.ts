@@ -11,8 +11,9 @@ import type { BatchResult, SummaryOptions } from '../../trace/batch';
 import type { ReplayMismatch, ReplayViolation, ReportEntry } from '../../trace/replay';
 import { inputOf, ioErrorText } from '../io';
 import type { CliIo } from '../io';
-import { LineOutput, openOutput } from '../output';
-import type { OutputFile } from '../output';
+import { openOutput } from '../../trace/output-file';
+import type { OutputFile } from '../../trace/output-file';
+import { TraceWriter } from '../../trace/writer';
 import { startProgress } from '../progress';
 import type { Progress } from '../progress';
 import { traceReportLine } from '../report-json';
@@ -40,7 +41,7 @@ export async function replayOne(file: string, args: ReplayArgs, io: CliIo, check
   }
   // With the recorded trace on stdout, the report goes to stderr.
   const reportTo = out?.toStdout ? io.stderr : io.stdout;
-  const lines = out && new LineOutput(out);
+  const lines = out && TraceWriter.over(out);
   const bar = await progressFor(file, io);
   const options: SummaryOptions = {};
   if (lines) {
@@ -56,11 +57,10 @@ export async function replayOne(file: string, args: ReplayArgs, io: CliIo, check
   }
   if (out && lines) {
     if (r.malformed !== undefined || r.error !== undefined) {
-      await out.abandon(); // nothing past a malformed line is replayed: no half trace is left in place of OUT
+      await lines.abandon(); // nothing past a malformed line is replayed: no half trace is left in place of OUT
     } else {
       try {
-        lines.flush();
-        await out.commit();
+        await lines.close();
       } catch (e) {
         io.stderr.write(`viommu: cannot write ${args.record}: ${ioErrorText(e)}\n`);
         return 2;

@@ -7,7 +7,7 @@ import { collectRun } from '../../report/collect';
 import { renderReport } from '../../report/html';
 import { inputOf, ioErrorText } from '../io';
 import type { CliIo } from '../io';
-import { openOutput } from '../output';
+import { openOutput } from '../../trace/output-file';
 
 /** `viommu report`; returns the exit status (replay's). */
 export async function runReport(file: string, options: { output: string; maxMarks: number }, io: CliIo): Promise<number> {

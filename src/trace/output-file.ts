@@ -1,6 +1,7 @@
 /**
- * Where a command's output file goes: `replay --record OUT`, `report -o OUT`
- * and `import qemu-log -o OUT` follow one rule (issue 12, item 2):
+ * Where an output file goes: `TraceWriter.open()` and the CLI's `replay
+ * --record OUT`, `report -o OUT` and `import qemu-log -o OUT` follow one rule
+ * (issue 12, item 2):
  *
  * - `-` is standard output (the command's own report then goes to stderr);
  * - a symbolic link is followed: its target is written and the link stays
@@ -144,35 +145,4 @@ export async function openOutput(name: string, stdout: NodeJS.WritableStream, op
       if (tmp !== undefined) await rm(tmp, { force: true });
     },
   };
-}
-
-/**
- * Trace lines (without newline) into an output, gathered into writes of
- * about 64 KiB. `drained()` resolves when the output has room again (await
- * it now and then, so that memory stays bounded) or has failed.
- */
-export class LineOutput {
-  private buffer: string[] = [];
-  private buffered = 0;
-
-  constructor(private readonly out: OutputFile) {}
-
-  line(text: string): void {
-    this.buffer.push(text);
-    this.buffered += text.length;
-    if (this.buffered >= 1 << 16) this.flush();
-  }
-
-  flush(): void {
-    if (this.buffer.length === 0) return;
-    if (this.out.error === undefined) this.out.stream.write(this.buffer.join('\n') + '\n');
-    this.buffer = [];
-    this.buffered = 0;
-  }
-
-  async drained(): Promise<void> {
-    const s = this.out.stream as NodeJS.WritableStream & { writableNeedDrain?: boolean };
-    if (this.out.error !== undefined || !s.writableNeedDrain) return;
-    await Promise.race([new Promise<void>((ok) => s.once('drain', () => ok())), this.out.failed.catch(() => undefined)]);
-  }
 }
