@@ -8,6 +8,7 @@ import * as core from './core.bench';
 import * as replay from './replay.bench';
 import * as vtd from './vtd.bench';
 import * as record from './record.bench';
+import * as virtio from './virtio.bench';
 
 // Each area registers its suite here.
 const suites: Array<[string, { suite: BenchSuite }]> = [
@@ -15,6 +16,7 @@ const suites: Array<[string, { suite: BenchSuite }]> = [
   ['replay', replay],
   ['vtd', vtd],
   ['record', record],
+  ['virtio', virtio],
 ];
 
 async function main(): Promise<void> {

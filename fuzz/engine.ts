@@ -559,7 +559,7 @@ export class FuzzEngine {
         this.mmio(REG.IQT, 8, r.chance(0.9) ? BigInt(this.guest.queueTail) << 4n : BigInt(r.int(1 << 15)) << 4n);
         break;
       }
-      case 7: { // the wait status somewhere hostile
+      case 7: if (r.chance(0.01)) { this.queueFlood(); break; } { // the wait status somewhere hostile
         this.guest.w64(IQ + this.guest.queueTail * 16, 0x5n | 0x20n | (r.chance(0.5) ? 0x10n : 0n));
         this.guest.w64(IQ + this.guest.queueTail * 16 + 8, r.chance(0.5) ? r.u64() : BigInt(STATUS + 1));
         this.guest.queueTail += 1;
@@ -571,6 +571,25 @@ export class FuzzEngine {
       }
     }
     this.count('hostileOps');
+  }
+
+  /**
+   * The whole queue (256 descriptors) filled with domain and global IOTLB
+   * invalidations, then one IQT write: each descriptor syncs every address
+   * space with MAP notifiers over (often aliased) tables, so the work of that
+   * one MMIO write must be bounded as a whole (issue 13 item 11).
+   */
+  private queueFlood(): void {
+    const r = this.rng;
+    const start = this.guest.queueTail;
+    for (let i = 0; i < 255; i++) {
+      const at = IQ + ((start + i) % 256) * 16;
+      this.guest.w64(at, r.chance(0.5) ? 0x2n | (1n << 4n) : 0x2n | (2n << 4n) | (BigInt(1 + r.int(3)) << 16n));
+      this.guest.w64(at + 8, 0n);
+    }
+    this.guest.queueTail = start + 255;
+    this.mmio(REG.IQT, 8, BigInt(this.guest.queueTail) << 4n, 'IQT write over a queue of 255 domain/global IOTLB invalidations');
+    this.count('queueFloods');
   }
 
   private hostileDescLo(): bigint {

@@ -4,7 +4,9 @@
  * contract. This module only re-exports the public surface:
  * - the core contract types and `NotifierList` (src/core),
  * - guest memory (`GuestMemory`, `SparseRam`, page-by-page DMA helpers),
- * - the Intel VT-d model (`createIntelVtd`).
+ * - the Intel VT-d model (`createIntelVtd`),
+ * - the virtio-iommu model (`createVirtioIommu`) and a split-virtqueue helper
+ *   for emulators without a virtio layer of their own.
  * Traces are `viommu/trace`, listeners `viommu/listeners`, the conformance
  * kit `viommu/conformance`.
  */
@@ -12,3 +14,10 @@ export * from './core';
 export * from './memory';
 export { createIntelVtd, validateVtdConfig, VtdConfigError, DEFAULT_VTD_CONFIG, VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './models/intel-vtd';
 export type { IntelVtd, VtdConfig, VtdLimits } from './models/intel-vtd';
+export {
+  createVirtioIommu, parseVirtioIommuConfig, VirtioIommuConfigError, DEFAULT_VIRTIO_IOMMU_CONFIG,
+  SplitVirtqueue, VirtioIommuQueues, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT,
+} from './models/virtio-iommu';
+export type {
+  VirtioIommu, VirtioIommuConfig, ReservedRegion, VirtioIommuFaultReport, VirtioMapping, SplitQueueLayout, DescriptorChain,
+} from './models/virtio-iommu';
