@@ -172,7 +172,7 @@ export class FuzzEngine {
   private vfio: Array<{ l: VfioListener; sid: number; start: bigint; end: bigint }> = [];
   private vhost: Array<{ l: VhostListener; sid: number }> = [];
   private cachingMode = true;
-  /** Set while the model runs on behalf of the fuzzer: violations reported by a list then are the model's. */
+  /** IOTLB invalidation registers (ECAP.IRO) and fault recording registers (CAP.FRO) of this unit. */
   private iroReg = 0;
   private froReg = 0;
 
@@ -639,7 +639,7 @@ export class FuzzEngine {
     this.raw = [];
     this.tainted = false;
     this.shadowsOff = false;
-    // A dummy memory so that `action` can be used: list work is not guest-memory work.
+    // List epochs have no guest memory; the counter stays at zero.
     this.mem = new CountingMemory(new SparseRam([{ base: 0, size: 4096 }]));
   }
 

@@ -539,7 +539,12 @@ export class VtdWalkSession {
   /** A walk of this action went over a bound: later syncs of the action are not attempted. */
   exhausted = false;
 
-  private readonly ids = new Map<number, number>();
+  // Memo index: open addressing over table keys (a Map keyed by doubles
+  // above 2^31 allocates per entry); a slot is in use when its stamp is `gen`.
+  private keys = new Float64Array(1024);
+  private ids = new Int32Array(1024);
+  private stamps = new Uint32Array(1024);
+  private gen = 1;
   private nodes = 0;
   /** Per memoised table: leaves of its whole subtree (-1: not yet walked whole). */
   count = new Float64Array(256);
@@ -565,7 +570,11 @@ export class VtdWalkSession {
 
   /** Drops the memo (the tables may have changed); the work spent stays spent. */
   forget(): void {
-    this.ids.clear();
+    this.gen = (this.gen + 1) >>> 0;
+    if (this.gen === 0) {
+      this.stamps.fill(0);
+      this.gen = 1;
+    }
     this.nodes = 0;
     this.poolLen = 0;
     if (this.pool.length > 1 << 16) this.pool = new Float64Array(1024);
@@ -573,9 +582,13 @@ export class VtdWalkSession {
 
   /** The memo slot of table `key`, created unseen. */
   node(key: number): number {
-    let id = this.ids.get(key);
-    if (id !== undefined) return id;
-    id = this.nodes++;
+    const mask = this.keys.length - 1;
+    let h = hashKey(key) & mask;
+    while (this.stamps[h] === this.gen) {
+      if (this.keys[h] === key) return this.ids[h]!;
+      h = (h + 1) & mask;
+    }
+    const id = this.nodes++;
     if (id === this.count.length) {
       this.count = grow(this.count, id * 2);
       this.seen = grow(this.seen, id * 2);
@@ -585,8 +598,29 @@ export class VtdWalkSession {
     this.count[id] = -1;
     this.seen[id] = 0;
     this.start[id] = -1;
-    this.ids.set(key, id);
+    this.keys[h] = key;
+    this.ids[h] = id;
+    this.stamps[h] = this.gen;
+    if (this.nodes * 2 > this.keys.length) this.rehash();
     return id;
+  }
+
+  /** Doubles the index (load factor <= 1/2). */
+  private rehash(): void {
+    const { keys, ids, stamps, gen } = this;
+    const n = keys.length * 2;
+    this.keys = new Float64Array(n);
+    this.ids = new Int32Array(n);
+    this.stamps = new Uint32Array(n);
+    this.gen = 1;
+    for (let i = 0; i < keys.length; i++) {
+      if (stamps[i] !== gen) continue;
+      let h = hashKey(keys[i]!) & (n - 1);
+      while (this.stamps[h] === 1) h = (h + 1) & (n - 1);
+      this.keys[h] = keys[i]!;
+      this.ids[h] = ids[i]!;
+      this.stamps[h] = 1;
+    }
   }
 
   /** Appends one decoded entry. */
@@ -595,6 +629,13 @@ export class VtdWalkSession {
     this.pool[this.poolLen++] = tag;
     this.pool[this.poolLen++] = value;
   }
+}
+
+/** Hash of a memo key (table address * 16 + level * 4 + perm, below 2^56). */
+function hashKey(key: number): number {
+  const lo = key >>> 0;
+  const hi = (key / 4294967296) >>> 0;
+  return Math.imul(lo ^ Math.imul(hi, 0x85ebca77) ^ (lo >>> 15), 0x9e3779b1) >>> 12;
 }
 
 function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, n: number): T {
@@ -635,7 +676,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
   /** Scratch copies of one table per level, for memories without pageWords or a misaligned top table. */
   const scratch: Array<Uint32Array | undefined> = [undefined, undefined, undefined, undefined, undefined];
   const shared = typeof budget === 'number' ? undefined : budget;
-  let s: VtdWalkSession = shared ?? new VtdWalkSession(budget as number);
+  const s: VtdWalkSession = shared ?? new VtdWalkSession(budget as number);
   let visited = 0;
 
   const overWork = (): VtdWalkLimitError => {
@@ -703,9 +744,6 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
 
   const walkTable = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
     const span = LEVEL_PAGES[level]!;
-    // Slot indexes are 0..511: `| 0` keeps them (and the scan) in int32.
-    const iFirst = Math.floor((first - base) / span) | 0;
-    const iLast = Math.floor((last - base) / span) | 0;
     const whole = first === base && last === base + 512 * span - 1;
     // Table addresses are below 2^52 (HAW), so the key is an exact number.
     const id = s.node(table * 16 + level * 4 + perm);
@@ -720,37 +758,65 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     }
     const leavesBefore = s.leaves;
     if (s.start[id]! < 0 && whole && s.seen[id] === 1) decode(id, table, level, perm);
-    if (s.start[id]! >= 0) {
-      // Memoised: iterate the valid entries at this IOVA base.
-      const end = s.end[id]!;
-      for (let k = s.start[id]!; k < end; k += 2) {
-        const tag = s.pool[k]!;
-        const i = tag >>> 3;
-        if (i < iFirst) continue;
-        if (i > iLast) break;
-        s.work += 1;
-        if (s.work > s.workBudget) throw overWork();
-        const value = s.pool[k + 1]!;
-        const entryBase = base + i * span;
-        if ((tag & 4) !== 0) leafOut(sink, entryBase, span, value, tag & 3);
-        else descend(value, level, entryBase, span, first, last, tag & 3, sink);
-      }
-    } else {
+    if (s.start[id]! >= 0) walkDecoded(id, level, base, first, last, sink);
+    else {
       s.seen[id] = 1;
-      read(iLast - iFirst + 1);
-      const words = tableWords(table, level, iFirst, iLast, perm);
-      for (let i = nextPresent(words, iFirst, iLast, perm); i >= 0; i = nextPresent(words, i + 1, iLast, perm)) {
-        const lo = words[i * 2]!;
-        const hi = words[i * 2 + 1]!;
-        const kind = kindOf(lo, hi, level);
-        if (kind === 0) continue;
-        const p = perm & lo & 3;
-        const entryBase = base + i * span;
-        if (kind === 2) leafOut(sink, entryBase, span, (hi & hawHi) * TWO_POW_20 + (lo >>> 12), p);
-        else descend((hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0), level, entryBase, span, first, last, p, sink);
-      }
+      walkWords(table, level, base, first, last, perm, sink);
     }
     if (whole) s.count[id] = s.leaves - leavesBefore;
+  };
+
+  /** First visit of a table: scans its slots in range from guest memory. */
+  const walkWords = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
+    const span = LEVEL_PAGES[level]!;
+    // Slot indexes are 0..511: `| 0` keeps them (and the scan) in int32.
+    const iFirst = Math.floor((first - base) / span) | 0;
+    const iLast = Math.floor((last - base) / span) | 0;
+    read(iLast - iFirst + 1);
+    const words = tableWords(table, level, iFirst, iLast, perm);
+    // Reserved-bit masks of this level, hoisted out of the scan.
+    const rsvdLo = m.lo[level]!;
+    const rsvdHi = m.hi[level]!;
+    const largeLo = m.largeLo[level]!;
+    const largeHi = m.largeHi[level]!;
+    const psLeaf = level === 2 || level === 3;
+    for (let i = nextPresent(words, iFirst, iLast, perm); i >= 0; i = nextPresent(words, i + 1, iLast, perm)) {
+      const lo = words[i * 2]!;
+      const hi = words[i * 2 + 1]!;
+      if ((lo & hi) === -1) continue;
+      let leaf = level === 1;
+      if (psLeaf && (lo & 0x80) !== 0) {
+        if (((lo & largeLo) | (hi & largeHi)) !== 0) continue;
+        leaf = true;
+      } else if (((lo & rsvdLo) | (hi & rsvdHi)) !== 0) {
+        continue;
+      }
+      const p = perm & lo & 3;
+      const entryBase = base + i * span;
+      if (leaf) leafOut(sink, entryBase, span, (hi & hawHi) * TWO_POW_20 + (lo >>> 12), p);
+      else descend((hi & hawHi) * TWO_POW_32 + ((lo & 0xffff_f000) >>> 0), level, entryBase, span, first, last, p, sink);
+    }
+  };
+
+  /** A table met again: iterates its decoded valid entries in range, at this IOVA base. */
+  const walkDecoded = (id: number, level: number, base: number, first: number, last: number, sink: LeafSink): void => {
+    const span = LEVEL_PAGES[level]!;
+    const iFirst = Math.floor((first - base) / span) | 0;
+    const iLast = Math.floor((last - base) / span) | 0;
+    const end = s.end[id]!;
+    for (let k = s.start[id]!; k < end; k += 2) {
+      // Re-read the pool each time: a nested walk may have grown it.
+      const tag = s.pool[k]!;
+      const i = tag >>> 3;
+      if (i < iFirst) continue;
+      if (i > iLast) break;
+      s.work += 1;
+      if (s.work > s.workBudget) throw overWork();
+      const value = s.pool[k + 1]!;
+      const entryBase = base + i * span;
+      if ((tag & 4) !== 0) leafOut(sink, entryBase, span, value, tag & 3);
+      else descend(value, level, entryBase, span, first, last, tag & 3, sink);
+    }
   };
 
   const descend = (next: number, level: number, entryBase: number, span: number, first: number, last: number, p: number, sink: LeafSink): void => {
@@ -780,7 +846,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     // A sink that walks again with this walker gets a fresh one: the scratch tables are in use.
     if (busy) return secondLevelWalker(mem, cfg, ctx, budget)(firstPfn, lastPfn, sink);
     visited = 0;
-    if (shared === undefined) s = new VtdWalkSession(budget as number);
+    if (shared === undefined) s.reset();
     else if (s.exhausted) throw overWork();
     const first = firstPfn > 0 ? Math.ceil(firstPfn) : 0;
     const last = lastPfn < limitPfn - 1 ? Math.floor(lastPfn) : limitPfn - 1;
