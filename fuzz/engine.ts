@@ -361,6 +361,9 @@ export class FuzzEngine {
       let pfn = this.randomPfn();
       if (!r.chance(0.2)) pfn -= pfn % (1 << am); // unaligned ADDR sometimes: C9 counts the aligned block (item 5)
       ok = this.action('mmio', `PSI did ${did} pfn 0x${pfn.toString(16)} am ${am}`, 1, () => this.guest.submit([0x2n | (3n << 4n) | (BigInt(did) << 16n), (BigInt(pfn) << 12n) | BigInt(am)]));
+      // C9: the range invalidated is the aligned block of 2^AM pages that holds ADDR, whatever ADDR's low bits say.
+      const first = pfn - (pfn % (1 << am));
+      if (ok) this.checkCoherence(`after PSI of did ${did} ADDR pfn 0x${pfn.toString(16)} AM ${am}`, (sid) => DOMAIN_OF[sid] === did, [first, 1 << am]);
     } else if (g < 19) {
       ok = this.action('mmio', `DSI did ${did}`, 1, () => this.guest.submit([0x2n | (2n << 4n) | (BigInt(did) << 16n), 0n]));
       if (ok) this.checkCoherence(`after a domain invalidation of did ${did}`, (sid) => DOMAIN_OF[sid] === did);
@@ -373,15 +376,25 @@ export class FuzzEngine {
   }
 
   /** C9 (and C8): every raw MAP|UNMAP notifier's view, and every VFIO container, equals the tables. Clean epochs only. */
-  private checkCoherence(when: string, which: (sid: number) => boolean): void {
+  private checkCoherence(when: string, which: (sid: number) => boolean, block?: [number, number]): void {
     if (this.hostile || !this.cachingMode || this.tainted) return;
-    this.count('coherenceChecks');
+    this.count(block ? 'blockCoherenceChecks' : 'coherenceChecks');
     for (const n of this.raw) {
       if (!n.handle || n.off || !which(n.sid) || (n.view.flags & F.ALL) !== F.ALL || n.reenter) continue;
-      const want = mergeRuns(this.guest.expected(n.sid), n.view.start, n.view.end);
-      const d = diffRuns(n.view.runs(n.view.start, n.view.end), want);
+      let lo = n.view.start;
+      let hi = n.view.end;
+      if (block) {
+        const bs = BigInt(block[0]) << 12n;
+        const be = (BigInt(block[0] + block[1]) << 12n) - 1n;
+        if (bs > lo) lo = bs;
+        if (be < hi) hi = be;
+        if (lo > hi) continue;
+      }
+      const tables = block ? this.guest.expectedIn(n.sid, block[0], block[1]) : this.guest.expected(n.sid);
+      const d = diffRuns(n.view.runs(lo, hi), mergeRuns(tables, lo, hi));
       if (d) this.finding('coherence', `C9 ${when}: notifier on sid 0x${n.sid.toString(16)} [0x${n.view.start.toString(16)}, 0x${n.view.end.toString(16)}]: ${d}`);
     }
+    if (block) return; // containers are checked whole, after domain and global invalidations
     for (const v of this.vfio) {
       if (!which(v.sid)) continue;
       const want = this.guest.expected(v.sid).filter((x) => x.s >= v.start && x.e <= v.end)

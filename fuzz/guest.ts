@@ -169,6 +169,21 @@ export class VtdGuest {
     }));
   }
 
+  /** What the tables translate for `sid` in frames [pfn, pfn + pages), pages <= 512: a lookup per frame, not a scan. */
+  expectedIn(sid: number, pfn: number, pages: number): ShadowEntry[] {
+    const did = this.present.get(sid);
+    const mine = did === undefined ? undefined : this.leaves.get(did);
+    if (!this.translationOn || mine === undefined) return [];
+    const out: ShadowEntry[] = [];
+    const push = (l: Leaf | undefined) => {
+      if (l) out.push({ s: BigInt(l.pfn) << 12n, e: (BigInt(l.pfn + l.pages) << 12n) - 1n, xl: BigInt(l.xlPfn) << 12n, perm: l.perm });
+    };
+    const big = mine.get(pfn - (pfn % PAGES_2M));
+    if (big?.pages === PAGES_2M) push(big);
+    for (let p = pfn; p < pfn + pages; p++) { const l = mine.get(p); if (l?.pages === 1) push(l); }
+    return out;
+  }
+
   /**
    * Queues descriptors and a wait descriptor with status write (6.5.2.8: SW,
    * status data in 63:32), moves the tail; true when the status was written,

@@ -75,7 +75,10 @@ export class ShadowView {
 
   /** The view clipped to [lo, hi] as merged runs. */
   runs(lo: bigint, hi: bigint): Run[] {
-    return mergeRuns(this.entries, lo, hi);
+    const i = this.lowerBound(lo);
+    let j = i;
+    while (j < this.entries.length && this.entries[j]!.s <= hi) j++;
+    return mergeRuns(this.entries.slice(i, j), lo, hi);
   }
 }
 

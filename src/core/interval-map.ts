@@ -90,7 +90,16 @@ export class IntervalMap {
   private cl = -1;
   private ci = 0;
 
-  constructor(initialLeaves = 2) {
+  /** Children per inner node before it splits (FANOUT; smaller only in tests, for deep trees at small sizes). */
+  private readonly fanout: number;
+
+  /**
+   * `fanout` exists for tests: with a fanout of 3 or 4 a few hundred
+   * entries build a tree as deep as 10^6 entries do with the default.
+   */
+  constructor(initialLeaves = 2, fanout = FANOUT) {
+    if (!Number.isInteger(fanout) || fanout < 3) throw new RangeError(`IntervalMap: fanout must be an integer >= 3, not ${fanout}`);
+    this.fanout = fanout;
     this.leafCap = Math.max(1, initialLeaves);
     this.starts = new Float64Array(this.leafCap * LEAF);
     this.xlats = new Float64Array(this.leafCap * LEAF);
@@ -111,6 +120,8 @@ export class IntervalMap {
     this.height = 0;
     this.cl = -1;
     this.root = this.allocLeaf();
+    // Every other leaf is free now, with stale counts: seek must not trust an old hint.
+    this.hint = this.root;
   }
 
   // ---- cursor ------------------------------------------------------------
@@ -387,7 +398,7 @@ export class IntervalMap {
       const k = inner.kids.length;
       if (k === 0 || inner.keys.length !== k) fail(`inner node at depth ${depth} with ${k} kids and ${inner.keys.length} keys`);
       if (depth === 0 && k < 2) fail(`inner root with ${k} kid(s)`);
-      if (k > FANOUT) fail(`inner node at depth ${depth} with ${k} > ${FANOUT} kids`);
+      if (k > this.fanout) fail(`inner node at depth ${depth} with ${k} > ${this.fanout} kids`);
       if (inner.keys[0] !== -Infinity) fail(`inner node at depth ${depth}: keys[0] = ${inner.keys[0]!}, not -Infinity`);
       for (let i = 0; i < k; i++) {
         const klo = i === 0 ? lo : inner.keys[i]!;
@@ -519,7 +530,7 @@ export class IntervalMap {
     const at = this.pathI[d]! + 1;
     node.keys.splice(at, 0, sep);
     node.kids.splice(at, 0, kid);
-    if (node.kids.length <= FANOUT) return;
+    if (node.kids.length <= this.fanout) return;
     // Split the inner node; an insert at its end moves only the new kid.
     const cut = at === node.kids.length - 1 ? at : node.kids.length >> 1;
     const right: Inner = { keys: node.keys.splice(cut), kids: node.kids.splice(cut) };
@@ -579,12 +590,29 @@ export class IntervalMap {
     node.kids.splice(at, 1);
     if (at === 0 && node.keys.length > 0) node.keys[0] = -Infinity;
     if (node.kids.length === 0) {
-      // Only a non-root node can become empty (the root keeps >= 2 kids).
+      // Only a non-root node can become empty (an inner root keeps >= 2 kids).
       this.removeKid(d - 1);
       return;
     }
-    if (d === 0 && node.kids.length === 1) {
-      this.root = node.kids[0]!;
+    if (d === 0 && node.kids.length === 1) this.collapseRoot();
+  }
+
+  /**
+   * Keeps the invariant that an inner root has at least two kids, which is
+   * what stops removeKid's climb at depth 0. Inner nodes are never merged, so
+   * a non-root node may hold a single kid (the right half of a split at the
+   * end of a node takes the new kid alone; removals thin nodes out). When
+   * the root is left with one kid that itself has one kid, dropping a single
+   * level (as this code once did) left a one-kid root: the removal of that
+   * subtree's last leaf then emptied the root and climbed to pathN[-1] (the
+   * TypeError of issue 13 item 10, after a sync inserted 261 632 entries in
+   * the middle of a view and unmapAll swept them out). Drop every such level.
+   */
+  private collapseRoot(): void {
+    while (this.height > 0) {
+      const root = this.root as Inner;
+      if (root.kids.length !== 1) return;
+      this.root = root.kids[0]!;
       this.height--;
     }
   }

@@ -790,8 +790,7 @@ export class NotifierList {
       let p = first;
       while (p <= last && reg.registered) {
         const n = chunkPages(p, last, type === MAP ? xlat + (p - first) : -1);
-        if (type === MAP) this.repairMap(reg, p, n, xlat + (p - first), perm, rules, notes, delivered);
-        else this.repairUnmap(reg, p, n, rules, notes, delivered);
+        this.deliverLive(reg, type, p, n, type === MAP ? xlat + (p - first) : 0, perm, true, { rules, notes, delivered });
         p += n;
       }
     }
@@ -804,42 +803,59 @@ export class NotifierList {
     this.events.emit('repaired', { rule, notifier: reg, original: ev, delivered, message });
   }
 
-  private repairMap(reg: Registration, p: number, n: number, x: number, perm: number, rules: ContractRule[], notes: string[], out: IOMMUTLBEvent[]): void {
+  /**
+   * One MAP or UNMAP of frames [s, s + n - 1] for `reg`, made legal against
+   * the view as it is at each step (C4, C5), whatever listeners (or a walker)
+   * changed in it from inside the delivery in progress: the one checked path
+   * of repairs, of sync scripts played on a changed view, and of teardown.
+   * - MAP: a repeat of an identical entry is dropped. Otherwise every entry
+   *   it overlaps is unmapped whole first (invalid -> valid only), each only
+   *   while it is still in the view; the MAP itself is sent only when its
+   *   range is then free. A listener that mapped there again from inside one
+   *   of those UNMAPs (legal: the range was empty) keeps its entry, since a
+   *   MAP over it would break C4 and a further UNMAP could be answered by a
+   *   further MAP forever.
+   * - UNMAP: sent as is when it cuts no entry (`sendEmpty`: even when it
+   *   covers nothing, as the model sent it); otherwise widened to the whole
+   *   entries it touches, one UNMAP each, each while still in the view. An
+   *   UNMAP-only notifier (no view) gets it as is.
+   * Work is bounded by the entries the range held when the call started.
+   */
+  private deliverLive(reg: Registration, type: number, s: number, n: number, x: number, perm: number, sendEmpty: boolean, report: RepairReport | undefined): void {
     const view = reg.view;
-    if (view && view.seek(p) && view.curStart <= p + n - 1) {
-      if (view.curStart === p && view.curPages === n && view.curXlat === x && view.curPerm === perm) {
-        if (!rules.includes('C4')) rules.push('C4');
-        notes.push(`duplicate of ${fmtEntry(cursorEntry(view))}: dropped`);
+    const e = s + n - 1;
+    if (!view) {
+      if (type === UNMAP) this.deliverBuilt(reg, UNMAP, s, n, 0, 0, report?.delivered);
+      return;
+    }
+    const olds = collect(view, s, e);
+    if (type === MAP) {
+      if (olds.length === 4 && olds[0] === s && olds[1] === n && olds[2] === x && olds[3] === perm) {
+        report?.rule('C4', `duplicate of ${fmtEntry(makeEntry(s, n, x, perm))}: dropped`);
         return;
       }
-      if (!rules.includes('C4')) rules.push('C4');
-      // Unmap (whole) every overlapping entry first: invalid -> valid only.
-      const olds = collect(view, p, p + n - 1);
-      for (let i = 0; i < olds.length; i += 4) {
-        notes.push(`in-place change: UNMAP ${fmtEntry(makeEntry(olds[i]!, olds[i + 1]!, olds[i + 2]!, 0))} first`);
-        if (!reg.registered) return;
-        this.deliverBuilt(reg, UNMAP, olds[i]!, olds[i + 1]!, olds[i + 2]!, 0, out);
-      }
-    }
-    if (reg.registered) this.deliverBuilt(reg, MAP, p, n, x, perm, out);
-  }
-
-  private repairUnmap(reg: Registration, p: number, n: number, rules: ContractRule[], notes: string[], out: IOMMUTLBEvent[]): void {
-    const view = reg.view;
-    if (view) {
-      const olds = collect(view, p, p + n - 1);
+    } else {
       let cut = false;
-      for (let i = 0; i < olds.length; i += 4) if (olds[i]! < p || olds[i]! + olds[i + 1]! - 1 > p + n - 1) cut = true;
-      if (cut) {
-        if (!rules.includes('C5')) rules.push('C5');
-        for (let i = 0; i < olds.length && reg.registered; i += 4) {
-          notes.push(`UNMAP widened to the whole entry ${fmtEntry(makeEntry(olds[i]!, olds[i + 1]!, olds[i + 2]!, 0))}`);
-          this.deliverBuilt(reg, UNMAP, olds[i]!, olds[i + 1]!, olds[i + 2]!, 0, out);
-        }
+      for (let i = 0; i < olds.length; i += 4) if (olds[i]! < s || olds[i]! + olds[i + 1]! - 1 > e) cut = true;
+      if (!cut) {
+        if (sendEmpty || olds.length > 0) this.deliverBuilt(reg, UNMAP, s, n, 0, 0, report?.delivered);
         return;
       }
     }
-    this.deliverBuilt(reg, UNMAP, p, n, 0, 0, out);
+    for (let i = 0; i < olds.length && reg.registered && reg.view; i += 4) {
+      const os = olds[i]!;
+      const on = olds[i + 1]!;
+      // Still there, whole? (A listener may have unmapped or replaced it from inside an earlier UNMAP.)
+      if (!(reg.view.seek(os) && reg.view.curStart === os && reg.view.curPages === on)) continue;
+      report?.rule(type === MAP ? 'C4' : 'C5', `${type === MAP ? 'in-place change: UNMAP' : 'UNMAP widened to the whole entry'} ${fmtEntry(makeEntry(os, on, olds[i + 2]!, 0))}${type === MAP ? ' first' : ''}`);
+      this.deliverBuilt(reg, UNMAP, os, on, olds[i + 2]!, 0, report?.delivered);
+    }
+    if (type !== MAP || !reg.registered || !reg.view) return;
+    if (reg.view.seek(s) && reg.view.curStart <= e) {
+      report?.rule('C4', `MAP ${fmtEntry(makeEntry(s, n, x, perm))} not sent: a listener mapped ${fmtEntry(cursorEntry(reg.view))} there during the delivery`);
+      return;
+    }
+    this.deliverBuilt(reg, MAP, s, n, x, perm, report?.delivered);
   }
 
   /** DEVIOTLB_UNMAP: checked for C2/C3 (byte level), cropped to the range (C6), never tracked. */
@@ -914,23 +930,14 @@ export class NotifierList {
       const perm = ops[i + 3]! & 3;
       if (view.version !== expect) careful = true;
       if (careful) {
-        this.playChecked(reg, type, s, n, x, perm);
+        // Something else changed the view: the script's UNMAP ops of entries gone already are dropped.
+        this.deliverLive(reg, type === OP_MAP ? MAP : UNMAP, s, n, x, perm, false, undefined);
         continue;
       }
       if (type === OP_MAP) view.insert(s, n, x, perm);
       else removeRange(view, s, s + n - 1);
       expect = view.version;
       if (reg.flags & type) this.call(reg, buildEvent(type as IOMMUEventType, s, n, x, perm));
-    }
-  }
-
-  /** One script operation against a view changed behind the script's back: unmap whatever it overlaps (whole) first. */
-  private playChecked(reg: Registration, type: number, s: number, n: number, x: number, perm: number): void {
-    const olds = collect(reg.view!, s, s + n - 1);
-    if (type === OP_MAP && olds.length === 4 && olds[0] === s && olds[1] === n && olds[2] === x && olds[3] === perm) return;
-    for (let j = 0; j < olds.length && reg.registered; j += 4) this.deliverBuilt(reg, UNMAP, olds[j]!, olds[j + 1]!, olds[j + 2]!, 0, undefined);
-    if (type === OP_MAP && reg.registered && reg.view && !(reg.view.seek(s) && reg.view.curStart <= s + n - 1)) {
-      this.deliverBuilt(reg, MAP, s, n, x, perm, undefined);
     }
   }
 

@@ -142,9 +142,10 @@ describe('IntervalMap', () => {
  * into a region first cleared by a range removal (one leaf replaced by many),
  * range removals of whole entries (UNMAP, unmapAll), single inserts and
  * removals, and clear. After every operation the tree's structural invariants
- * hold (`validate()`), its size and point lookups agree with the model, and
- * at the end of each run (and after every operation in the small runs) its
- * contents equal the model's.
+ * hold (`validate()`) and its size and point lookups agree with the model;
+ * its contents are compared after every operation in the small runs and at
+ * the end of the large ones, which then remove everything front to back or
+ * back to front (the reported crash was a removal sweep).
  */
 describe('IntervalMap against a sorted-array model', () => {
   type Op =
@@ -190,6 +191,7 @@ describe('IntervalMap against a sorted-array model', () => {
     }
   }
 
+  /** Removes the entries intersecting [a, b], as the notifier list does (seek, remove at cursor). */
   function removeRange(m: IntervalMap, a: number, b: number): number {
     let k = 0;
     while (m.seek(a) && m.curStart <= b) {
@@ -199,12 +201,26 @@ describe('IntervalMap against a sorted-array model', () => {
     return k;
   }
 
+  /** Same contents, without a deep-equality of 10^5 objects (slow); names the first difference. */
+  function expectSame(m: IntervalMap, want: Ref[]): void {
+    let i = 0;
+    let diff: string | undefined;
+    m.forEach((s, n, x, perm) => {
+      const r = want[i++];
+      if (diff === undefined && (!r || r.s !== s || r.n !== n || r.x !== x || r.perm !== perm)) {
+        diff = `entry ${i - 1}: map has ${JSON.stringify({ s, n, x, perm })}, model ${JSON.stringify(r)}`;
+      }
+    });
+    if (diff === undefined && i !== want.length) diff = `map has ${i} entries, model ${want.length}`;
+    expect(diff).toBeUndefined();
+  }
+
   const xlatOf = (s: number) => (s * 7 + 3) % 2 ** 40;
   const permOf = (s: number) => 1 + (s % 3);
 
-  /** Runs ops on both; `space` frames; `fullEvery`: compare all contents after each op. */
-  function run(ops: Op[], space: number, fullEvery: boolean): void {
-    const m = new IntervalMap();
+  /** Runs `ops` on a map (of the given fanout) and the model over frames [0, space). */
+  function run(ops: Op[], space: number, fanout: number | undefined, fullEvery: boolean, sweepDown: boolean): void {
+    const m = new IntervalMap(2, fanout);
     const model = new Model();
     const probes: number[] = [];
     for (const op of ops) {
@@ -263,9 +279,10 @@ describe('IntervalMap against a sorted-array model', () => {
         }
         case 'remove': {
           const s = op.at % space;
-          const present = model.e.some((r) => r.s === s);
+          const i = model.firstEndingFrom(s);
+          const present = model.e[i]?.s === s;
           expect(m.remove(s)).toBe(present);
-          if (present) model.removeRange(s, s);
+          if (present) model.e.splice(i, 1);
           probes.push(s - 1, s, s + 1);
           break;
         }
@@ -279,21 +296,28 @@ describe('IntervalMap against a sorted-array model', () => {
       expect(m.size).toBe(model.e.length);
       for (const q of probes) {
         const p = Math.max(0, q);
-        const i = model.firstEndingFrom(p);
-        const want = model.e[i];
+        const want = model.e[model.firstEndingFrom(p)];
         expect(m.seek(p)).toBe(want !== undefined);
         if (want) expect([m.curStart, m.curPages, m.curXlat, m.curPerm]).toEqual([want.s, want.n, want.x, want.perm]);
       }
-      if (fullEvery) expect(contents(m)).toEqual(model.e);
+      if (fullEvery) expectSame(m, model.e);
     }
-    expect(contents(m)).toEqual(model.e);
-    // Everything can still be removed, front to back, and the tree is whole afterwards.
-    expect(removeRange(m, 0, space)).toBe(model.e.length);
+    expectSame(m, model.e);
+    // Everything can still be removed, entry by entry, and the tree stays whole.
+    const n = model.e.length;
+    if (sweepDown) {
+      let missing = 0;
+      for (let i = n - 1; i >= 0; i--) if (!m.remove(model.e[i]!.s)) missing++;
+      expect(missing).toBe(0);
+    } else {
+      expect(removeRange(m, 0, space)).toBe(n);
+    }
     m.validate();
     expect(m.size).toBe(0);
+    expect(m.seek(0)).toBe(false);
   }
 
-  function opArb(space: number, maxCount: number): fc.Arbitrary<Op> {
+  function opArb(space: number, maxCount: number, maxOrder: number): fc.Arbitrary<Op> {
     const at = fc.integer({ min: 0, max: space - 1 });
     return fc.oneof(
       { weight: 3, arbitrary: fc.record({
@@ -302,7 +326,7 @@ describe('IntervalMap against a sorted-array model', () => {
         order: fc.constantFrom(0, 0, 0, 1, 3, 9),
         how: fc.constantFrom('asc' as const, 'asc' as const, 'desc' as const, 'odd-even' as const),
       }) },
-      { weight: 2, arbitrary: fc.record({ k: fc.constant('block' as const), at, order: fc.integer({ min: 0, max: 18 }) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('block' as const), at, order: fc.integer({ min: 0, max: maxOrder }) }) },
       { weight: 3, arbitrary: fc.record({ k: fc.constant('removeRange' as const), at, len: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: space })) }) },
       { weight: 2, arbitrary: fc.record({ k: fc.constant('insert' as const), at }) },
       { weight: 2, arbitrary: fc.record({ k: fc.constant('remove' as const), at }) },
@@ -310,12 +334,15 @@ describe('IntervalMap against a sorted-array model', () => {
     );
   }
 
-  it('property: small maps, many operations, contents compared after each', () => {
-    const space = 1 << 14;
-    fc.assert(fc.property(fc.array(opArb(space, 4000), { maxLength: 60 }), (ops) => run(ops, space, true)), { numRuns: 150 });
+  it('property: deep trees at small sizes (fanout 3 to 8), contents compared after every operation', () => {
+    const space = 1 << 13;
+    fc.assert(fc.property(
+      fc.array(opArb(space, 1500, 12), { maxLength: 40 }), fc.constantFrom(3, 4, 5, 8), fc.boolean(),
+      (ops, fanout, down) => run(ops, space, fanout, true, down),
+    ), { numRuns: 300 });
   });
 
-  it('property: large bulk inserts (up to 3 x 10^5 entries) and range removals', () => {
+  it('property: large bulk inserts (10^5 to 3 x 10^5 entries) and range removals, default fanout', () => {
     const space = 1 << 21;
     const big = fc.record({
       k: fc.constant('bulk' as const),
@@ -324,9 +351,10 @@ describe('IntervalMap against a sorted-array model', () => {
       order: fc.constant(0),
       how: fc.constantFrom('asc' as const, 'desc' as const, 'odd-even' as const),
     });
-    const ops = fc.tuple(fc.array(opArb(space, 20_000), { maxLength: 4 }), big, fc.array(opArb(space, 20_000), { maxLength: 4 }))
+    const ops = fc.tuple(fc.array(opArb(space, 20_000, 18), { maxLength: 3 }), big, fc.array(opArb(space, 20_000, 18), { maxLength: 3 }))
       .map(([a, b, c]) => [...a, b, ...c]);
-    fc.assert(fc.property(ops, (o) => run(o, space, false)), { numRuns: 12 });
+    // No shrinking: a failing run of 10^5 entries shrinks slowly; fast-check reports the counterexample and seed as found.
+    fc.assert(fc.property(ops, fc.boolean(), (o, down) => run(o, space, undefined, false, down)), { numRuns: 15, endOnFailure: true });
   });
 
   it('survives the reported case: a 1 GiB entry replaced by 511 x 512 entries between others, then everything removed', () => {
@@ -336,7 +364,6 @@ describe('IntervalMap against a sorted-array model', () => {
     // in the middle of the map, so inner nodes split with a lone kid.
     const G = 1 << 18;
     const m = new IntervalMap();
-    const model = new Model();
     const before: Ref[] = [];
     for (let i = 0; i < 5000; i++) before.push({ s: i, n: 1, x: i, perm: 3 });
     const after: Ref[] = [];
@@ -346,10 +373,10 @@ describe('IntervalMap against a sorted-array model', () => {
     const bulk: Ref[] = [];
     for (let i = 0; i < 511 * 512; i++) bulk.push({ s: G + i, n: 1, x: i, perm: 1 });
     for (const r of bulk) m.insert(r.s, r.n, r.x, r.perm);
-    model.e = [...before, ...bulk, ...after];
+    const all = [...before, ...bulk, ...after];
     m.validate();
-    expect(contents(m)).toEqual(model.e);
-    expect(removeRange(m, 0, 4 * G)).toBe(model.e.length);
+    expectSame(m, all);
+    expect(removeRange(m, 0, 4 * G)).toBe(all.length);
     m.validate();
     expect(m.size).toBe(0);
     expect(m.seek(0)).toBe(false);

@@ -1,6 +1,6 @@
 import { ContractViolation, IOMMUNotifierFlag as F, NotifierList } from '../../src/core';
-import type { ContractRepair, LeafSink, LeafWalker } from '../../src/core';
-import { KiB4, MiB2, U64_MAX, entry, map, recorder, short, unmap } from './helpers';
+import type { ContractRepair, IOMMUTLBEvent, LeafSink, LeafWalker, NotifierHandle } from '../../src/core';
+import { KiB4, MiB2, RefChecker, U64_MAX, entry, map, recorder, short, unmap } from './helpers';
 import type { Got } from './helpers';
 
 function setup(mode: 'strict' | 'repair' = 'strict', flags: number = F.ALL, start = 0n, end = U64_MAX) {
@@ -273,10 +273,11 @@ describe('C6 filtering', () => {
     list.notifyOne(h, map(0x100000n, 0n));
     expect(list.view(h)).toHaveLength(1);
   });
-  it('crops a DEVIOTLB_UNMAP to the range (QEMU notify_iommu_one)', () => {
+  it('crops a DEVIOTLB_UNMAP to the range (QEMU notify_iommu_one), in the fewest aligned power-of-two blocks', () => {
     const { list, seq } = setup('strict', F.DEVIOTLB_UNMAP, 0x1000n, 0x2fffn);
     list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0n, 0n, 0x3fffn, 0) });
-    expect(seq()).toEqual(['DEV 1000+1fff']);
+    // The crop [0x1000, 0x2fff] is 8 KiB at an address aligned to 4 KiB only: two 4 KiB blocks (C6, C2).
+    expect(seq()).toEqual(['DEV 1000+fff', 'DEV 2000+fff']);
   });
   it('notifier ranges that are not page aligned: only whole pages inside can be mapped', () => {
     const { list, log } = setup('strict', F.ALL, 0x1800n, 0x37ffn);
@@ -446,5 +447,137 @@ describe('notifyOnePages (numeric entry point)', () => {
     expect(caught(() => list.notifyOnePages(h, F.MAP, 3, 2, 6, 3)).rule).toBe('C2');
     expect(caught(() => list.notifyOnePages(h, F.UNMAP, 8, 1, 0, 1)).rule).toBe('C3');
     expect(list.stats).toEqual({ delivered: 1, violations: 3, repairs: 0 });
+  });
+});
+
+/** A copy of a received event (entries are only valid during the call). */
+function got(ev: IOMMUTLBEvent, h: NotifierHandle): Got {
+  const e = ev.entry;
+  return { id: h.id, type: ev.type, iova: e.iova, translatedAddr: e.translatedAddr, addrMask: e.addrMask, perm: e.perm };
+}
+
+/** The shadow's view as entries, for comparison with list.view(). */
+function shadowView(ref: RefChecker): ReturnType<NotifierList['view']> {
+  return ref.view.map((e) => entry(e.iova, e.xlat, e.last - e.iova, e.perm as 0 | 1 | 2 | 3));
+}
+
+describe('re-entrant listeners (issue 13)', () => {
+  it('repair: an in-place change whose UNMAP makes the listener map the range again sends no MAP over that entry (C4)', () => {
+    const list = new NotifierList({ mode: 'repair' });
+    const ref = new RefChecker(0n, U64_MAX);
+    const broken: string[] = [];
+    let remapped = false;
+    const h = list.register({
+      flags: F.ALL, start: 0n, end: U64_MAX,
+      notify(ev, handle) {
+        try {
+          ref.feed(got(ev, handle));
+        } catch (e) {
+          broken.push((e as Error).message);
+        }
+        // Legal: the UNMAP left [0x1000, 0x1fff] empty in this listener's view.
+        if (ev.type === F.UNMAP && !remapped) {
+          remapped = true;
+          list.notify(map(0x1000n, 0x7000n));
+        }
+      },
+    });
+    const repairs: ContractRepair[] = [];
+    list.events.on('repaired', (r) => repairs.push(r));
+    list.notify(map(0x1000n, 0x5000n));
+    list.notify(map(0x1000n, 0x6000n)); // an in-place change: repaired into UNMAP, then MAP
+    expect(broken).toEqual([]);
+    expect(remapped).toBe(true);
+    expect(repairs.map((r) => r.rule)).toEqual(['C4']);
+    expect(list.view(h)).toEqual(shadowView(ref));
+    expect(list.view(h)).toHaveLength(1);
+  });
+
+  for (const mode of ['strict', 'repair'] as const) {
+    it(`${mode}: unmapAll never cuts an entry a listener mapped from inside an earlier UNMAP of the teardown (C5, C8)`, () => {
+      const list = new NotifierList({ mode });
+      const ref = new RefChecker(0n, U64_MAX);
+      const broken: string[] = [];
+      let mapped = false;
+      const h = list.register({
+        flags: F.ALL, start: 0n, end: U64_MAX,
+        notify(ev, handle) {
+          try {
+            ref.feed(got(ev, handle));
+          } catch (e) {
+            broken.push((e as Error).message);
+          }
+          // After the UNMAP of frame 1, [0, 0x3fff] is empty: mapping it is legal.
+          if (ev.type === F.UNMAP && !mapped) {
+            mapped = true;
+            list.notify(map(0n, 0x40000n, 0x3fffn));
+          }
+        },
+      });
+      list.notify(map(0x1000n, 0x5000n));
+      list.notify(map(0x4000n, 0x9000n));
+      // [0x1000, 0x7fff] in aligned blocks: frame 1, frames 2-3, frames 4-7; the entry
+      // mapped during the first UNMAP covers frames 0-3 and so contains the second block.
+      list.unmapAll(0x1000n, 0x7fffn);
+      expect(mapped).toBe(true);
+      expect(broken).toEqual([]);
+      expect(list.view(h)).toEqual(shadowView(ref));
+      // C8: nothing the listener holds in the range survives the teardown.
+      expect(list.view(h)).toEqual([]);
+    });
+  }
+
+  it('repair: a MAP with perm NONE reaches UNMAP-only (vhost-like) listeners as an UNMAP (C3)', () => {
+    const list = new NotifierList({ mode: 'repair' });
+    const log: Got[] = [];
+    const m = list.register(recorder(log, F.ALL));
+    const u = list.register(recorder(log, F.UNMAP));
+    list.notify(map(0x2000n, 0x6000n));
+    list.notify({ type: F.MAP, entry: entry(0x2000n, 0x6000n, KiB4, 0) });
+    const unmaps = (id: number) => log.filter((g) => g.id === id && g.type === F.UNMAP);
+    const covers = (gs: Got[]) => gs.some((g) => g.iova <= 0x2000n && 0x2fffn <= g.iova + g.addrMask && g.perm === 0);
+    expect(covers(unmaps(m.id))).toBe(true);
+    expect(covers(unmaps(u.id))).toBe(true);
+    expect(log.filter((g) => g.id === u.id && g.type !== F.UNMAP)).toEqual([]);
+    expect(list.view(m)).toEqual([]);
+  });
+
+  it('strict: a MAP with perm NONE is a C3 violation even when only UNMAP-only listeners hear it', () => {
+    const list = new NotifierList();
+    const log: Got[] = [];
+    const u = list.register(recorder(log, F.UNMAP));
+    const v = caught(() => list.notify({ type: F.MAP, entry: entry(0x2000n, 0x6000n, KiB4, 0) }));
+    expect(v.rule).toBe('C3');
+    expect(v.notifier).toBe(u);
+    expect(log).toEqual([]);
+  });
+});
+
+describe('DEVIOTLB_UNMAP shape (issue 13)', () => {
+  it('a crop that is not an aligned power of two is delivered as the fewest aligned blocks covering it exactly (C6)', () => {
+    const { list, seq, repairs } = setup('strict', F.DEVIOTLB_UNMAP, 0x1000n, 0x6fffn);
+    list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0n, 0n, 0xffffn, 0) });
+    // [0x1000, 0x6fff]: frames 1 and 6 are only 4 KiB-aligned at their edges, and
+    // [0x2000, 0x5fff] is 16 KiB not aligned to 16 KiB: four blocks at least.
+    expect(seq()).toEqual(['DEV 1000+fff', 'DEV 2000+1fff', 'DEV 4000+1fff', 'DEV 6000+fff']);
+    // A legal event cropped by the list is not a violation.
+    expect(repairs).toEqual([]);
+    expect(list.stats.violations).toBe(0);
+  });
+
+  it('repair: a mask like 0x1234 is delivered as aligned power-of-two blocks, and counted once', () => {
+    const { list, seq, repairs } = setup('repair', F.DEVIOTLB_UNMAP);
+    list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0n, 0n, 0x1234n, 0) });
+    // [0, 0x1234] is 0x1235 bytes from an address aligned to everything: one block per set bit, largest first.
+    expect(seq()).toEqual(['DEV 0+fff', 'DEV 1000+1ff', 'DEV 1200+1f', 'DEV 1220+f', 'DEV 1230+3', 'DEV 1234+0']);
+    expect(repairs.map((r) => [r.rule, r.delivered.length])).toEqual([['C2', 6]]);
+    expect(list.stats).toEqual({ delivered: 6, violations: 1, repairs: 1 });
+  });
+
+  it('repair: an unaligned DEVIOTLB_UNMAP crossing the range edge is cropped, then split', () => {
+    const { list, seq } = setup('repair', F.DEVIOTLB_UNMAP, 0n, 0x2fffn);
+    list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0x800n, 0n, 0x3fffn, 0) });
+    // [0x800, 0x47ff] cropped to [0x800, 0x2fff].
+    expect(seq()).toEqual(['DEV 800+7ff', 'DEV 1000+fff', 'DEV 2000+fff']);
   });
 });

@@ -15,11 +15,12 @@ const U64_MAX = 2n ** 64n - 1n;
 
 describe('fuzz engine', () => {
   test('a fixed-seed campaign over every epoch kind (strict and repair lists, clean and hostile guests) finds nothing', () => {
-    const res = runFuzz({ seed: 20261204, ops: 8000, epochOps: 1400 });
-    expect(res.ops).toBe(8000);
+    const res = runFuzz({ seed: 20261204, ops: 16_000, epochOps: 2000 });
+    expect(res.ops).toBe(16_000);
     for (const k of new Set(EPOCH_KINDS)) expect(res.stats[`epochs.${k}`]).toBeGreaterThan(0);
     // The campaign did exercise what it judges.
     expect(res.stats['coherenceChecks']).toBeGreaterThan(10);
+    expect(res.stats['blockCoherenceChecks']).toBeGreaterThan(100);
     expect(res.stats['hostileOps']).toBeGreaterThan(100);
     expect(res.findings.map((f) => `${f.kind} (seed ${f.seed}, op ${f.op}, ${f.epoch}): ${f.message}`)).toEqual([]);
   });

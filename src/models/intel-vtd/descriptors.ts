@@ -49,7 +49,8 @@ export type VtdInvDescriptor =
   | { type: 'iec'; global: boolean; index: number; im: number }
   | { type: 'wait'; iflag: boolean; sw: boolean; fn: boolean; statusData: number; statusAddr: bigint }
   | { type: 'pasid-iotlb' }
-  | { type: 'pasid-cache' }
+  /** Granularity (bits 5:4: 0 domain, 1 PASID, 3 global) and DID (31:16): the model uses them for notifiers only. */
+  | { type: 'pasid-cache'; granularity: number; did: number }
   /** Not a valid descriptor: the queue stops with IQE. `why` is for the guestError message. */
   | { type: 'invalid'; why: string };
 
@@ -106,7 +107,7 @@ export function decodeDescriptor(raw: RawDescriptor): VtdInvDescriptor {
     }
     // QEMU 7.2 accepts the scalable-mode PASID descriptors and does nothing with them.
     case VTD_INV_DESC.PIOTLB: return { type: 'pasid-iotlb' };
-    case VTD_INV_DESC.PC: return { type: 'pasid-cache' };
+    case VTD_INV_DESC.PC: return { type: 'pasid-cache', granularity: g, did: Number((lo >> 16n) & 0xffffn) };
     default:
       return { type: 'invalid', why: `unknown descriptor type ${type} (${words})` };
   }

@@ -110,6 +110,8 @@ class VtdAddressSpace implements IOMMUAddressSpace {
   noDmar = false;
   /** The guest action whose abandoned syncs of this space were last reported (syncIncomplete once per action). */
   reportedAction = -1;
+  /** DID of the tables the views were last synced or replayed from (-1: views emptied since). */
+  syncedDid = -1;
 
   constructor(
     private readonly owner: VtdDevice,
@@ -174,7 +176,10 @@ export class VtdDevice implements IntelVtd {
 
   constructor(config: Readonly<VtdConfig>, private readonly mem: GuestMemory, limits: VtdLimits = {}) {
     this.config = config;
-    this.session = new VtdWalkSession(limits.syncWalkBudget ?? VTD_SYNC_WALK_BUDGET, limits.syncLeafBudget ?? VTD_SYNC_LEAF_BUDGET);
+    this.session = new VtdWalkSession(
+      budgetOption('syncWalkBudget', limits.syncWalkBudget, VTD_SYNC_WALK_BUDGET),
+      budgetOption('syncLeafBudget', limits.syncLeafBudget, VTD_SYNC_LEAF_BUDGET),
+    );
     this.cap = R.computeCap(config);
     this.ecap = R.computeEcap(config);
     this.hawMask = (1n << BigInt(config.awBits)) - 1n;
@@ -927,8 +932,16 @@ export class VtdDevice implements IntelVtd {
         if (d.iflag) this.generateCompletionEvent();
         return undefined;
       case 'pasid-iotlb':
+        // QEMU 7.2 accepts it and does nothing.
+        return undefined;
       case 'pasid-cache':
-        // QEMU 7.2 accepts them and does nothing.
+        // QEMU 7.2 caches no PASID entry (it re-reads it on every IOTLB miss), so
+        // translation is unchanged. The listeners are not: C8 asks that a device
+        // whose PASID entry was made invalid loses its translations, and this is
+        // the invalidation a guest (Linux intel_pasid_tear_down_entry) sends for
+        // it. Resync, as 10.2 does (vtd_pasid_cache_sync).
+        if (d.granularity === 3) for (const as of this.spaces) { if (this.hasNotifiers(as)) this.resyncSpace(as); }
+        else this.syncDomain(d.did, 0n, this.hawMask);
         return undefined;
     }
   }
@@ -961,10 +974,27 @@ export class VtdDevice implements IntelVtd {
 
   private iotlbDomainInvalidate(did: number): void {
     this.iotlb.removeIf((e) => e.did === did);
+    this.syncDomain(did, 0n, this.hawMask);
+  }
+
+  /**
+   * The notifier side of an invalidation of domain `did` over [start, end]:
+   * spaces whose context (read now) is in the domain are synced over the
+   * range (QEMU 7.2). A space whose views were last synced from this domain
+   * but whose context no longer resolves (context cleared, PASID entry made
+   * invalid, pass-through) has lost its translations: UNMAP all (C8; QEMU
+   * 7.2 skips it and leaves the listeners stale). One now in another domain
+   * is resynced whole to its new tables.
+   */
+  private syncDomain(did: number, start: bigint, end: bigint): void {
     for (const as of this.spaces) {
       if (!this.hasNotifiers(as)) continue;
       const ctx = this.currentContext(as);
-      if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, 0n, this.hawMask);
+      if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, start, end);
+      else if (as.syncedDid === did) {
+        if (ctx === undefined) this.unmapSpace(as);
+        else this.syncSpace(as, ctx, 0n, this.hawMask);
+      }
     }
   }
 
@@ -1003,12 +1033,7 @@ export class VtdDevice implements IntelVtd {
     const size = BigInt(pages) << 12n;
     // Aligned, so the block never runs past 2^64 - 1.
     const first = addr & ~(size - 1n);
-    const last = first + size - 1n;
-    for (const as of this.spaces) {
-      if (!this.hasNotifiers(as)) continue;
-      const ctx = this.currentContext(as);
-      if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, first, last);
-    }
+    this.syncDomain(did, first, first + size - 1n);
   }
 
   /** DEVIOTLB_UNMAP to the space of `sid`: S=0 one page; S=1 8 KiB << (trailing ones of ADDR[63:12]), ADDR aligned down. */
@@ -1067,6 +1092,7 @@ export class VtdDevice implements IntelVtd {
    */
   private syncSpace(as: VtdAddressSpace, ctx: VtdContext, start: bigint, end: bigint): void {
     if (start > end) return;
+    as.syncedDid = ctx.did;
     if (this.session.exhausted) this.abandonSync(as, start, end);
     else this.safely(as, () => as.notifiers.sync(start, end, this.walker(ctx)), start, end);
   }
@@ -1116,6 +1142,7 @@ export class VtdDevice implements IntelVtd {
   }
 
   private unmapSpace(as: VtdAddressSpace): void {
+    as.syncedDid = -1;
     // Clipped to 2^aw - 1 as vtd_address_space_unmap does.
     this.safely(as, () => as.notifiers.unmapAll(0n, this.hawMask));
   }
@@ -1169,12 +1196,20 @@ export class VtdDevice implements IntelVtd {
           return;
         }
         const ctx = this.currentContext(as);
+        if (ctx !== undefined) as.syncedDid = ctx.did;
         const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
         this.safely(as, () => as.notifiers.replay(handle, walk));
       });
     }
     return handle;
   }
+}
+
+/** A work-bound option: a number >= 0 (Infinity allowed), else a RangeError naming it. */
+function budgetOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`intel-vtd: limits.${name} must be a number >= 0 (got ${String(value)})`);
+  return value;
 }
 
 /** Scratch for `exactIova`: one u64 and its two u32 halves. */

@@ -77,8 +77,10 @@ export function validateVtdConfig(config: Partial<VtdConfig>): Readonly<VtdConfi
 /**
  * Creates a VT-d model over guest memory `mem` (tables, queue and DMA go
  * through it). Throws VtdConfigError for an invalid configuration. `limits`
- * overrides the work bounds of notifier syncs (defaults
- * VTD_SYNC_WALK_BUDGET table entries, VTD_SYNC_LEAF_BUDGET leaves).
+ * overrides the work bound of one guest action (an MMIO write, or a notifier
+ * registration, with every sync or replay it causes): defaults
+ * VTD_SYNC_WALK_BUDGET table entries, VTD_SYNC_LEAF_BUDGET leaves. Syncs
+ * past it are abandoned and reported as `syncIncomplete` (see VtdLimits).
  */
 export function createIntelVtd(config: Partial<VtdConfig>, mem: GuestMemory, limits?: VtdLimits): IntelVtd {
   return new VtdDevice(validateVtdConfig(config), mem, limits);

@@ -635,7 +635,8 @@ export class VtdWalkSession {
 function hashKey(key: number): number {
   const lo = key >>> 0;
   const hi = (key / 4294967296) >>> 0;
-  return Math.imul(lo ^ Math.imul(hi, 0x85ebca77) ^ (lo >>> 15), 0x9e3779b1) >>> 12;
+  const h = Math.imul(lo ^ Math.imul(hi, 0x85ebca77), 0x9e3779b1);
+  return (h ^ (h >>> 15)) >>> 0;
 }
 
 function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, n: number): T {
