@@ -6,6 +6,7 @@
  * translation at a different mapping: the binary search's worst case).
  */
 import { IOMMUAccessFlags } from '../src/core/access';
+import { U64_MAX } from '../src/core/guest-addr';
 import { IOMMUNotifierFlag } from '../src/core/tlb-entry';
 import { SparseRam } from '../src/memory/sparse-ram';
 import { createVirtioIommu, encodeAttach, encodeMap, encodeUnmap } from '../src/models/virtio-iommu/index';
@@ -26,7 +27,7 @@ function mapPerSec(): number {
   const dev = device();
   let maps = 0;
   dev.addressSpace(SID).registerNotifier({
-    flags: IOMMUNotifierFlag.ALL, start: 0n, end: 2n ** 64n - 1n,
+    flags: IOMMUNotifierFlag.ALL, start: 0n, end: U64_MAX,
     notify: (e) => { if (e.type === IOMMUNotifierFlag.MAP) maps++; },
   });
   const N = 1000;

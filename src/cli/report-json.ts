@@ -4,6 +4,7 @@
  * single-trace `replay` or `check` prints one; a batch prints one per trace,
  * in the order of the traces, whatever the number of worker threads.
  */
+import { hex } from '../core/guest-addr';
 import { resultStatus } from '../trace/batch';
 import type { BatchResult } from '../trace/batch';
 import type { ReplayMismatch, ReplayViolation, ReportEntry } from '../trace/replay';
@@ -63,5 +64,5 @@ export function traceReportJson(command: 'replay' | 'check', r: BatchResult): Tr
 
 /** The report as one line of JSON (bigints in mismatch values as 0x hex, as the trace writes them). */
 export function traceReportLine(command: 'replay' | 'check', r: BatchResult): string {
-  return JSON.stringify(traceReportJson(command, r), (_k, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v)) + '\n';
+  return JSON.stringify(traceReportJson(command, r), (_k, v: unknown) => (typeof v === 'bigint' ? hex(v) : v)) + '\n';
 }

@@ -16,6 +16,7 @@ export interface KitEntry {
   perm: number;
 }
 
+import { hex } from '../core/guest-addr';
 import { appendRun, firstDifference } from '../core/runs';
 import type { TranslationRun } from '../core/runs';
 
@@ -78,10 +79,6 @@ export class EntrySet {
     const want = [{ start: lo, end: hi, xlat: other.xlat + (lo - other.iova), perm: other.perm }];
     return firstDifference(want, this.runs(lo, hi)) === undefined;
   }
-}
-
-function hex(v: bigint): string {
-  return '0x' + v.toString(16);
 }
 
 const PERM = ['none', 'r', 'w', 'rw'];

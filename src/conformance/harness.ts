@@ -5,22 +5,23 @@
  * event against the contract (docs/contract.md C2..C6, C10) when it
  * arrives, and compares views with the tables after every step (C7..C9).
  * It never asks the implementation for its own idea of a view.
+ *
+ * Scenarios are written in kit-relative IOVAs [0, 4 GiB); the harness
+ * places them at the base the adapter's capabilities allow (clear of its
+ * reserved windows, inside its IOVA width), and registers listeners
+ * without MAP when the implementation serves UNMAP notifiers only.
  */
+import { hex, U64_MAX } from '../core/guest-addr';
 import type { IOMMUTLBEvent } from '../core/tlb-entry';
-import type { ConformanceAdapter, ConformanceNotifierHandle, PageSize } from './types';
-import { ConformanceFailure } from './types';
+import type { ConformanceAdapter, ConformanceNotifierHandle, PageSize, ResolvedCapabilities } from './types';
+import { ConformanceFailure, resolveCapabilities, scenarioIovaBase } from './types';
 import { EntrySet, describeEntry, diffSets } from './entries';
 import type { KitEntry } from './entries';
 
-const U64_MAX = (1n << 64n) - 1n;
 const MAP = 0x2;
 const UNMAP = 0x1;
 const DEVIOTLB = 0x4;
 const TYPE = { 1: 'UNMAP', 2: 'MAP', 4: 'DEVIOTLB_UNMAP' } as Record<number, string>;
-
-function hex(v: bigint): string {
-  return '0x' + v.toString(16);
-}
 
 /** A listener the kit registered, with the view it computes from the events received. */
 export class KitListener {
@@ -49,11 +50,30 @@ export class Harness<Ctx = unknown> {
   private readonly failures: ConformanceFailure[] = [];
   private translationOn = true;
 
-  private constructor(readonly adapter: ConformanceAdapter<Ctx>, readonly ctx: Ctx, readonly scenario: string) {}
+  private constructor(
+    readonly adapter: ConformanceAdapter<Ctx>, readonly ctx: Ctx, readonly scenario: string,
+    readonly caps: ResolvedCapabilities,
+    /** Where kit-relative IOVA 0 is. */
+    readonly base: bigint,
+  ) {}
 
   static async create<C>(adapter: ConformanceAdapter<C>, scenario: string): Promise<Harness<C>> {
-    const ctx = await adapter.create({ cachingMode: true });
-    return new Harness(adapter, ctx, scenario);
+    const caps = resolveCapabilities(adapter);
+    const b = scenarioIovaBase(caps);
+    // runScenario skips such a scenario first (unavailable); a direct run gets the reason.
+    if ('reason' in b) throw new Error(`conformance kit: scenario "${scenario}" cannot run: ${b.reason}`);
+    const ctx = await adapter.create({ mapNotifiers: caps.mapNotifiers, cachingMode: caps.mapNotifiers });
+    return new Harness(adapter, ctx, scenario, caps, b.base);
+  }
+
+  /** The IOVA of kit-relative `iova`. */
+  at(iova: bigint): bigint {
+    return this.base + iova;
+  }
+
+  /** What the guest did to change the IOMMU: page tables and an invalidation, or the requests an invalidation sends. */
+  private get guestChange(): string {
+    return this.caps.mapping === 'requests' ? 'the requests for' : 'invalidating';
   }
 
   fail(rule: string, message: string): void {
@@ -73,7 +93,8 @@ export class Harness<Ctx = unknown> {
 
   /** Writes a leaf (replacing whatever overlaps it in the tables). Not visible until invalidated. */
   /** Returns the IOVA span the change affects (the new leaf and every leaf it replaced). */
-  async map(iova: bigint, gpa: bigint, size: PageSize, perm: number): Promise<[bigint, bigint]> {
+  async map(rel: bigint, gpa: bigint, size: PageSize, perm: number): Promise<[bigint, bigint]> {
+    const iova = this.at(rel);
     this.step = `map ${hex(iova)} -> ${hex(gpa)} size ${hex(size)} perm ${perm}`;
     let lo = iova;
     let hi = iova + size - 1n;
@@ -84,18 +105,19 @@ export class Harness<Ctx = unknown> {
     this.tables.removeOverlapping(iova, iova + size - 1n);
     this.tables.add({ iova, last: iova + size - 1n, xlat: gpa, perm });
     await this.adapter.map(this.ctx, iova, gpa, size, perm as 1 | 2 | 3);
-    return [lo, hi];
+    return [lo - this.base, hi - this.base];
   }
 
-  /** Clears the slot of `size` at `iova` (every leaf inside it). */
-  async unmap(iova: bigint, size: PageSize): Promise<[bigint, bigint]> {
+  /** Clears the slot of `size` at kit-relative `rel` (every leaf inside it); returns the kit-relative span. */
+  async unmap(rel: bigint, size: PageSize): Promise<[bigint, bigint]> {
+    const iova = this.at(rel);
     this.step = `unmap ${hex(iova)} size ${hex(size)}`;
     const last = iova + size - 1n;
     const bigger = this.tables.overlapping(iova, last).find((e) => e.iova < iova || e.last > last);
     if (bigger) throw new Error(`conformance kit bug: unmap of ${hex(iova)}/${hex(size)} inside the larger leaf ${describeEntry(bigger)}`);
     this.tables.removeContained(iova, last);
     await this.adapter.unmap(this.ctx, iova, size);
-    return [iova, last];
+    return [rel, rel + size - 1n];
   }
 
   /**
@@ -105,7 +127,8 @@ export class Harness<Ctx = unknown> {
    * and outside it each view entry must come from the previous view or the
    * tables (a whole-entry UNMAP or a whole leaf may reach past the range).
    */
-  async invalidate(iova: bigint, size: bigint | 'domain' | 'global', settled = true): Promise<void> {
+  async invalidate(rel: bigint, size: bigint | 'domain' | 'global', settled = true): Promise<void> {
+    const iova = typeof size === 'string' ? rel : this.at(rel);
     this.step = `invalidate ${typeof size === 'string' ? size : `${hex(iova)} size ${hex(size)}`}`;
     const before = this.listeners.map((l) => l.view.copy());
     await this.adapter.invalidate(this.ctx, iova, size);
@@ -123,7 +146,7 @@ export class Harness<Ctx = unknown> {
       const b = hi < l.end ? hi : l.end;
       if (a <= b) {
         const d = diffSets(this.tables, l.view, a, b);
-        if (d !== undefined) this.fail('C9', `listener ${l.name}: after invalidating [${hex(lo)}, ${hex(hi)}], its view inside that range differs from the page tables ${d}`);
+        if (d !== undefined) this.fail('C9', `listener ${l.name}: after ${this.guestChange} [${hex(lo)}, ${hex(hi)}], its view inside that range differs from the page tables ${d}`);
       }
       for (const e of l.view.entries) {
         for (const [s, t] of outside(e, lo, hi)) {
@@ -168,8 +191,20 @@ export class Harness<Ctx = unknown> {
 
   // ---- listeners ------------------------------------------------------------------
 
-  /** Registers a listener; checks C7 (the replay delivered exactly the tables in its range). */
-  async register(name: string, flags: number, start = 0n, end = U64_MAX, onEvent?: KitListener['onEvent']): Promise<KitListener> {
+  /**
+   * Registers a listener over kit-relative [start, end] ([0, 2^64 - 1]: the
+   * whole space, as is); checks C7 (the replay delivered exactly the tables
+   * in its range). Without MAP notifiers served, MAP is left out of `flags`
+   * (a MAP-only listener becomes an UNMAP one) and the name says so.
+   */
+  async register(name: string, flags: number, relStart = 0n, relEnd = U64_MAX, onEvent?: KitListener['onEvent']): Promise<KitListener> {
+    const whole = relStart === 0n && relEnd === U64_MAX;
+    const start = whole ? relStart : this.at(relStart);
+    const end = whole ? relEnd : this.at(relEnd);
+    if (!this.caps.mapNotifiers && (flags & MAP) !== 0) {
+      flags = (flags & ~MAP) | UNMAP;
+      name += ' (UNMAP only)';
+    }
     this.step = `register ${name} (flags ${flags}, [${hex(start)}, ${hex(end)}])`;
     const l = new KitListener(name, flags, start, end);
     l.onEvent = onEvent;

@@ -14,6 +14,14 @@
  * describeIommuConformance('my-iommu', myAdapter, { numRuns: 25 });
  * ```
  *
+ * The adapter states what the implementation supports
+ * (`capabilities`: MAP notifiers or UNMAP only, DEVIOTLB_UNMAP, IOVA width,
+ * reserved IOVA windows, page tables or requests; translation that can be
+ * disabled is stated by having disableTranslation/enableTranslation). The
+ * scenarios adapt to it (their IOVAs move clear of reserved windows, their
+ * listeners leave out MAP on an UNMAP-only implementation, which must
+ * refuse MAP registrations, C1) or are skipped with the reason.
+ *
  * The scenarios are exported too (`conformanceScenarios`, `runScenario`), to
  * run them outside jest or to assert that a broken implementation fails.
  *
@@ -27,7 +35,9 @@ import type { ConformanceScenario } from './scenarios';
 import type { ConformanceAdapter, ConformanceOptions } from './types';
 
 export { ConformanceFailure, PAGE_4K, PAGE_2M, PAGE_1G } from './types';
-export type { ConformanceAdapter, ConformanceNotifierHandle, ConformanceOptions, PageSize } from './types';
+export type {
+  ConformanceAdapter, ConformanceCapabilities, ConformanceCreateOptions, ConformanceNotifierHandle, ConformanceOptions, PageSize,
+} from './types';
 export { conformanceScenarios } from './scenarios';
 export type { ConformanceScenario } from './scenarios';
 
@@ -37,8 +47,10 @@ export type ScenarioOutcome = { status: 'passed' } | { status: 'skipped'; reason
 /**
  * Runs one scenario against a fresh instance of the implementation. Resolves
  * with `passed` when the implementation conforms, or `skipped` with a reason
- * when the scenario needs what this adapter or installation lacks (an
- * optional adapter method such as `disableTranslation`, or fast-check);
+ * when the scenario needs what this adapter or installation lacks (a
+ * capability such as MAP notifiers or enough IOVA space clear of reserved
+ * windows, an optional adapter method such as `disableTranslation`, or
+ * fast-check);
  * rejects with a ConformanceFailure (rule, scenario, step, what was wrong) at
  * the first broken rule.
  */
@@ -68,7 +80,12 @@ export function describeIommuConformance<Ctx>(name: string, adapter: Conformance
     throw new Error('describeIommuConformance: jest globals (describe, test) are missing; call it from a jest test file, or use runScenario');
   }
   const { describe, test } = g as JestLike;
-  describe(`${name}: IOMMU notifier contract conformance`, () => {
+  const caps = adapter.capabilities;
+  const stated = [
+    caps?.mapNotifiers === false ? 'UNMAP notifiers only' : '',
+    caps?.mapping === 'requests' ? 'request-based' : '',
+  ].filter((x) => x !== '').join(', ');
+  describe(`${name}${stated ? ` (${stated})` : ''}: IOMMU notifier contract conformance`, () => {
     for (const s of conformanceScenarios) {
       const title = `${s.name} (${s.rules.join(', ')})`;
       const reason = s.unavailable?.(adapter as ConformanceAdapter<unknown>);

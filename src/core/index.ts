@@ -14,3 +14,8 @@ export type { IOMMUFault, TranslateResult, MsiMessage, IOMMUModelEvents, IOMMUAd
 export { alignedPow2Chunks, dmaAlignedPow2Mask } from './pow2';
 export type { Pow2Chunk } from './pow2';
 export type { TypedEmitter, EventMap } from './typed-events';
+export {
+  U64_MAX, hex, PAGE_SIZE_4K, PAGE_OFFSET_MASK, pfnOf, pfnToAddr, pageBase, isAligned, checkedOffset, isValidRange,
+  rangeFromStartLen, rangeLength, rangeContains, rangeContainsRange, rangeOverlaps, isRangeAligned, X86_MSI_RANGE,
+} from './guest-addr';
+export type { InclusiveRange } from './guest-addr';

@@ -10,7 +10,7 @@ import { permToString } from './access';
 import { IntervalMap } from './interval-map';
 import { LeafMerger, OP_MAP, chunkPages } from './leaf-merge';
 import type { ViewMerge } from './leaf-merge';
-import { isPow2 } from './pow2';
+import { alignedPow2Chunks, isPow2 } from './pow2';
 
 /**
  * A listener's registration (QEMU `IOMMUNotifier`): which event types it
@@ -246,7 +246,9 @@ export class NotifierList {
    * and whose range it intersects (and whose iommuIdx matches, when given),
    * checking C2..C6 and C10 against each notifier's view. MAP/UNMAP events must
    * lie wholly inside each receiving notifier's range; DEVIOTLB_UNMAP events
-   * are cropped to it. Strict mode: violating deliveries are skipped and a
+   * are cropped to it, in the fewest aligned power-of-two blocks (C6). A MAP
+   * with perm NONE is judged as the UNMAP it means (C3), by UNMAP-only
+   * notifiers too. Strict mode: violating deliveries are skipped and a
    * ContractViolation is thrown after the others were delivered.
    */
   notify(event: IOMMUTLBEvent, iommuIdx?: number): void {
@@ -256,6 +258,10 @@ export class NotifierList {
     const type = this.pType;
     const first = this.pFirst;
     const last = this.pLast;
+    // A MAP with perm NONE means "no translation" (C3): UNMAP listeners hear it
+    // too, refused (strict) or repaired into an UNMAP, so that a vhost-like
+    // listener does not keep serving the translation.
+    const mapNone = type === MAP && this.pPerm === 0;
     const regs = this.regs;
     let errors: ContractViolation[] | undefined;
     this.depth++;
@@ -274,6 +280,10 @@ export class NotifierList {
         if (last < reg.lo || first > reg.hi) continue;
         if ((reg.flags & type) === 0) {
           if (type === UNMAP && reg.view) this.silentUnmap(reg, first, last);
+          else if (mapNone && reg.flags & UNMAP) {
+            const v = this.deliverChecked(reg, event, gen === this.pGen);
+            if (v) (errors ??= []).push(v);
+          }
           continue;
         }
         const v = this.deliverChecked(reg, event, gen === this.pGen);
@@ -376,7 +386,9 @@ export class NotifierList {
    *
    * A MAP notifier gets aligned power-of-two UNMAPs of the range widened to
    * the entries crossing its edges, only those that hold entries: a chunk of
-   * that split never cuts an aligned entry, so each covers whole entries.
+   * that split never cuts an entry the view held when it started, so each
+   * covers whole entries; an entry a listener maps meanwhile (from inside one
+   * of these UNMAPs) and a later chunk would cut is unmapped whole instead.
    */
   unmapAll(start: bigint = 0n, end: bigint = U64_MAX): void {
     this.checkRange('unmapAll', start, end);
@@ -398,9 +410,11 @@ export class NotifierList {
           let p = lo;
           while (p <= hi && reg.registered && reg.view) {
             const n = chunkPages(p, hi, -1);
-            const v = reg.view;
-            // Only chunks that hold entries: an UNMAP of nothing would be noise.
-            if (v.seek(p) && v.curStart <= p + n - 1) this.deliverBuilt(reg, UNMAP, p, n, 0, 0, undefined);
+            // Against the live view: a listener may legally map, from inside
+            // an earlier UNMAP of this loop, an entry the chunk would cut; it
+            // is then unmapped whole (C5). Chunks holding nothing are skipped
+            // (an UNMAP of nothing would be noise).
+            this.deliverLive(reg, UNMAP, p, n, 0, 0, false, undefined);
             p += n;
           }
         } else if (reg.flags & UNMAP) {
@@ -828,37 +842,41 @@ export class NotifierList {
       if (type === UNMAP) this.deliverBuilt(reg, UNMAP, s, n, 0, 0, report?.delivered);
       return;
     }
-    const olds = collect(view, s, e);
-    if (type === MAP) {
-      if (olds.length === 4 && olds[0] === s && olds[1] === n && olds[2] === x && olds[3] === perm) {
-        report?.rule('C4', `duplicate of ${fmtEntry(makeEntry(s, n, x, perm))}: dropped`);
-        return;
-      }
-    } else {
-      let cut = false;
-      for (let i = 0; i < olds.length; i += 4) if (olds[i]! < s || olds[i]! + olds[i + 1]! - 1 > e) cut = true;
+    if (type === UNMAP) {
+      // Only an entry crossing an edge can be cut (point queries: a teardown of 10^6 entries collects nothing).
+      const cut = (view.seek(s) && view.curStart < s) || (view.seek(e) && view.curStart <= e && view.curEnd > e);
       if (!cut) {
-        if (sendEmpty || olds.length > 0) this.deliverBuilt(reg, UNMAP, s, n, 0, 0, report?.delivered);
+        if (sendEmpty || (view.seek(s) && view.curStart <= e)) this.deliverBuilt(reg, UNMAP, s, n, 0, 0, report?.delivered);
         return;
       }
+    }
+    const olds = collect(view, s, e);
+    if (type === MAP && olds.length === 4 && olds[0] === s && olds[1] === n && olds[2] === x && olds[3] === perm) {
+      noteRepair(report, 'C4', `duplicate of ${fmtEntry(makeEntry(s, n, x, perm))}: dropped`);
+      return;
     }
     for (let i = 0; i < olds.length && reg.registered && reg.view; i += 4) {
       const os = olds[i]!;
       const on = olds[i + 1]!;
       // Still there, whole? (A listener may have unmapped or replaced it from inside an earlier UNMAP.)
       if (!(reg.view.seek(os) && reg.view.curStart === os && reg.view.curPages === on)) continue;
-      report?.rule(type === MAP ? 'C4' : 'C5', `${type === MAP ? 'in-place change: UNMAP' : 'UNMAP widened to the whole entry'} ${fmtEntry(makeEntry(os, on, olds[i + 2]!, 0))}${type === MAP ? ' first' : ''}`);
+      noteRepair(report, type === MAP ? 'C4' : 'C5', `${type === MAP ? 'in-place change: UNMAP' : 'UNMAP widened to the whole entry'} ${fmtEntry(makeEntry(os, on, olds[i + 2]!, 0))}${type === MAP ? ' first' : ''}`);
       this.deliverBuilt(reg, UNMAP, os, on, olds[i + 2]!, 0, report?.delivered);
     }
     if (type !== MAP || !reg.registered || !reg.view) return;
     if (reg.view.seek(s) && reg.view.curStart <= e) {
-      report?.rule('C4', `MAP ${fmtEntry(makeEntry(s, n, x, perm))} not sent: a listener mapped ${fmtEntry(cursorEntry(reg.view))} there during the delivery`);
+      noteRepair(report, 'C4', `MAP ${fmtEntry(makeEntry(s, n, x, perm))} not sent: a listener mapped ${fmtEntry(cursorEntry(reg.view))} there during the delivery`);
       return;
     }
     this.deliverBuilt(reg, MAP, s, n, x, perm, report?.delivered);
   }
 
-  /** DEVIOTLB_UNMAP: checked for C2/C3 (byte level), cropped to the range (C6), never tracked. */
+  /**
+   * DEVIOTLB_UNMAP: checked for C2/C3 (byte level), cropped to the range and,
+   * where the crop (or, in repair mode, a misshapen event) is not one aligned
+   * power-of-two block, delivered as the fewest aligned blocks covering it
+   * exactly (C6, so C2 holds for every event delivered). Never tracked.
+   */
   private deliverDev(reg: Registration, event: IOMMUTLBEvent): ContractViolation | undefined {
     const e = event.entry;
     const start = reg.notifier.start;
@@ -872,23 +890,31 @@ export class NotifierList {
     const c3 = e.perm !== 0 ? `a DEVIOTLB_UNMAP carries perm ${String(e.perm)} (must be NONE)` : undefined;
     const what = `DEVIOTLB_UNMAP ${fmtEvent(event)}`;
     if ((c2 || c3) && this.strict) return this.refuse(reg, event, c2 ? 'C2' : 'C3', `${what}: ${c2 ?? c3}`, undefined);
+    // Registration keeps [start, end] inside the 64-bit space, so the crop is too.
     const lo = e.iova < start ? start : e.iova;
     const hi = last > end ? end : last;
-    let out = event;
-    if (lo !== e.iova || hi !== last || c3) {
-      // QEMU crops a device-IOTLB invalidation to the notifier's range.
-      out = { type: DEVIOTLB as IOMMUEventType, entry: { iova: lo, translatedAddr: e.translatedAddr, addrMask: hi - lo, perm: 0 as IOMMUAccessFlags } };
-      if (e.targetAs !== undefined) out.entry.targetAs = e.targetAs;
+    const delivered: IOMMUTLBEvent[] = [];
+    if (lo === e.iova && hi === last && !c2 && !c3) {
+      delivered.push(event);
+      this.call(reg, event);
+    } else if (lo <= hi) {
+      // (lo > hi: a negative addrMask, repaired into nothing.)
+      // QEMU crops a device-IOTLB invalidation to the notifier's range; C6 asks for aligned blocks.
+      for (const c of alignedPow2Chunks(lo, hi)) {
+        if (!reg.registered) break;
+        const out: IOMMUTLBEvent = { type: DEVIOTLB as IOMMUEventType, entry: { iova: c.iova, translatedAddr: e.translatedAddr, addrMask: c.addrMask, perm: 0 as IOMMUAccessFlags } };
+        if (e.targetAs !== undefined) out.entry.targetAs = e.targetAs;
+        delivered.push(out);
+        this.call(reg, out);
+      }
     }
-    this.call(reg, out);
     if (c2 || c3) {
       this.stats.repairs++;
       this.stats.violations++;
-    this.stats.violations++;
       const rule: ContractRule = c2 ? 'C2' : 'C3';
-      const message = `${this.name}: repaired ${rule} for notifier ${this.describe(reg)}: ${what}: ${c2 ?? c3}; delivered ${fmtEvent(out)} with perm NONE`;
+      const message = `${this.name}: repaired ${rule} for notifier ${this.describe(reg)}: ${what}: ${c2 ?? c3}; delivered ${delivered.map(fmtEvent).join(', ') || 'nothing'} with perm NONE`;
       this.events.emit('violation', new ContractViolation(message, rule, reg, event, undefined));
-      this.events.emit('repaired', { rule, notifier: reg, original: event, delivered: [out], message });
+      this.events.emit('repaired', { rule, notifier: reg, original: event, delivered, message });
     }
     return undefined;
   }
@@ -1002,6 +1028,19 @@ const RULE_NAMES: Record<ContractRule, string> = {
   C9: 'coherence',
   C10: 'unregistration during delivery',
 };
+
+/** What a repair collects for its `repaired` report. */
+interface RepairReport {
+  rules: ContractRule[];
+  notes: string[];
+  delivered: IOMMUTLBEvent[];
+}
+
+function noteRepair(report: RepairReport | undefined, rule: ContractRule, note: string): void {
+  if (!report) return;
+  if (!report.rules.includes(rule)) report.rules.push(rule);
+  report.notes.push(note);
+}
 
 /** Removes every entry that intersects [first, last] (whole entries). */
 function removeRange(view: IntervalMap, first: number, last: number): void {

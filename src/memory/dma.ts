@@ -68,16 +68,23 @@ function eachChunk(
   }
 }
 
+/** Scratch for the RAM probes of memories without RamExtentSource (a chunk is at most one page). */
+const PROBE = new Uint8Array(4096);
+
 /**
  * Visits the runs of [gpa, gpa + n) that are RAM (`ram(at, offset, count)`)
- * after a whole-chunk access failed: by extent when the memory can say where
- * RAM stops (RamExtentSource: a DMA of 16 MiB to unassigned addresses costs
- * one call per chunk, not one per byte), else byte by byte. Returns nothing:
- * the caller has already marked the DMA `unassigned`.
+ * after a whole-chunk access failed, in a number of memory calls that does
+ * not grow with n (a DMA of 16 MiB to unassigned addresses used to probe
+ * every byte). With RamExtentSource (SparseRam) the runs are exact. Without
+ * it, RAM is found from each end of the chunk by binary search on whole-range
+ * reads (a read of a range succeeds only when all of it is RAM, so the RAM
+ * prefix and the RAM suffix are monotone): exact whenever the chunk's page
+ * holds at most two RAM/non-RAM boundaries; a RAM island strictly inside a
+ * hole of one page is read as zeros / not written.
  */
 function eachRamRun(mem: GuestMemory, gpa: number, n: number, ram: (at: number, offset: number, count: number) => void): void {
-  const extents = ramExtentOf(mem);
   const end = gpa + n;
+  const extents = ramExtentOf(mem);
   if (extents !== undefined) {
     let a = gpa;
     while (a < end) {
@@ -89,8 +96,30 @@ function eachRamRun(mem: GuestMemory, gpa: number, n: number, ram: (at: number, 
     }
     return;
   }
-  const one = new Uint8Array(1);
-  for (let i = 0; i < n; i++) if (mem.read(gpa + i, one)) ram(gpa + i, i, 1);
+  const isRam = (at: number, count: number): boolean => count === 0 || mem.read(at, PROBE.subarray(0, count));
+  // RAM prefix: the largest k with [gpa, gpa + k) all RAM (k = n is known to fail). A chunk with no
+  // RAM at either end (the common case: wholly unassigned) costs one probe per end.
+  let lo = 0;
+  let hi = isRam(gpa, 1) ? n : 1;
+  while (hi - lo > 1) {
+    const mid = lo + ((hi - lo) >>> 1);
+    if (isRam(gpa, mid)) lo = mid;
+    else hi = mid;
+  }
+  const prefix = lo;
+  // RAM suffix: the smallest q with [q, end) all RAM ([gpa + prefix, end) is known to fail).
+  lo = gpa + prefix;
+  hi = end;
+  if (isRam(end - 1, 1)) {
+    hi = end - 1;
+    while (hi - lo > 1) {
+      const mid = lo + ((hi - lo) >>> 1);
+      if (isRam(mid, end - mid)) hi = mid;
+      else lo = mid;
+    }
+  }
+  if (prefix > 0) ram(gpa, 0, prefix);
+  if (hi < end) ram(hi, hi - gpa, end - hi);
 }
 
 /**

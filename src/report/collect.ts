@@ -10,6 +10,7 @@
  * and the model's `fault` event is observed. Violations come from the
  * replayer's report.
  */
+import { hex } from '../core/guest-addr';
 import type { IOMMUAddressSpace, IOMMUFault, IOMMUModel } from '../core/model';
 import type { IOMMUNotifier } from '../core/notifier-list';
 import type { IOMMUTLBEvent } from '../core/tlb-entry';
@@ -66,7 +67,6 @@ export interface CollectOptions {
 
 const TYPE_NAME: Record<number, string> = { [IOMMUNotifierFlag.MAP]: 'MAP', [IOMMUNotifierFlag.UNMAP]: 'UNMAP', [IOMMUNotifierFlag.DEVIOTLB_UNMAP]: 'DEVIOTLB_UNMAP' };
 const PERM = ['none', 'r', 'w', 'rw'];
-const hex = (v: bigint | number) => '0x' + v.toString(16);
 
 /**
  * Replays `file` (a path, bytes or a stream such as stdin) and collects the

@@ -13,6 +13,7 @@ import { compressedAxis } from './axis';
 import type { IovaAxis } from './axis';
 import type { CollectedRun, ListenerInfo, Mark, MarkKind } from './collect';
 import { flagsToString } from '../core/tlb-entry';
+import { hex } from '../core/guest-addr';
 
 const W = 960;
 const LEFT = 70;
@@ -24,8 +25,6 @@ const PLOT_W = W - LEFT - RIGHT;
 const WIDE_UNMAP = 1n << 30n;
 /** Above this many separate ranges, ticks and break lines are left out (they would only grey the picture). */
 const MAX_TICKS = 200;
-
-const hex = (v: bigint | number) => '0x' + v.toString(16);
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

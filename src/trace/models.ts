@@ -7,6 +7,8 @@ import type { IOMMUModel } from '../core/model';
 import { createIntelVtd } from '../models/intel-vtd';
 import type { VtdConfig } from '../models/intel-vtd';
 import { createVirtioIommu } from '../models/virtio-iommu';
+import { createSmmuV3 } from '../models/smmuv3';
+import { createAmdVi } from '../models/amd-vi';
 
 /** Builds a model from the trace header's `config` (validated by the model) over guest memory. */
 export type ModelFactory = (config: unknown, mem: GuestMemory) => IOMMUModel;
@@ -50,4 +52,6 @@ function registerBuiltins(): void {
   if (!registry.has('virtio-iommu')) {
     registry.set('virtio-iommu', (config, mem) => createVirtioIommu(config as Record<string, unknown> | undefined, mem));
   }
+  if (!registry.has('smmuv3')) registry.set('smmuv3', (config, mem) => createSmmuV3(config as Record<string, unknown> | undefined, mem));
+  if (!registry.has('amd-vi')) registry.set('amd-vi', (config, mem) => createAmdVi(config as Record<string, unknown> | undefined, mem));
 }

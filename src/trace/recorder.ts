@@ -44,6 +44,7 @@
  * outer operation's lines; likewise a notifier removed during a delivery.
  */
 import { IOMMUAccessFlags } from '../core/access';
+import { hex } from '../core/guest-addr';
 import { isFault, requireMmio } from '../core/model';
 import type { IOMMUAddressSpace, IOMMUModel, MsiMessage, TranslateResult } from '../core/model';
 import type { IOMMUNotifier, NotifierHandle, NotifierList } from '../core/notifier-list';
@@ -525,10 +526,6 @@ export class TraceRecorder {
       if (++runs <= RUNS_BEFORE_SCAN && live.compare(shadow, i * 4, PAGE, i * 4, PAGE) === 0) break;
     }
   }
-}
-
-function hex(n: number): string {
-  return '0x' + n.toString(16);
 }
 
 /** The GuestMemory the model sees: every access first syncs the pages it touches; writes are mirrored. */

@@ -4,15 +4,14 @@
  * hex, so that the same run always produces the same bytes.
  */
 import { permToString } from '../core/access';
+import { hex } from '../core/guest-addr';
 import { flagsToString } from '../core/tlb-entry';
 import type { TraceEntry, TraceEvent, TraceHeader } from './types';
 import { openOutput } from './output-file';
 import type { OutputFile } from './output-file';
 
-/** `0x`-prefixed lowercase hex. */
-export function hex(v: bigint | number): string {
-  return '0x' + v.toString(16);
-}
+/** `0x`-prefixed lowercase hex (the core's formatter, re-exported for the trace layer). */
+export { hex };
 
 /** Bytes as lowercase hex without prefix, in memory order. */
 export function hexBytes(data: Uint8Array): string {

@@ -8,16 +8,20 @@
  * say in the (widened) range: UNMAP of every mapping that changed or went,
  * then MAP of every new leaf (a driver's unmap-then-map, contract C4).
  * Translation off/on is DETACH/ATTACH of the endpoint with config.bypass 0.
+ *
+ * Capabilities: MAP notifiers served (no caching mode: the guest sends every
+ * MAP), DEVIOTLB_UNMAP refused (QEMU 7.2), the whole 64-bit IOVA space, the
+ * MSI RESV_MEM region (identity, never mapped) kept clear, request-based.
  */
 import { describeIommuConformance } from '../../src/conformance';
 import type { ConformanceAdapter } from '../../src/conformance';
+import { U64_MAX, X86_MSI_RANGE } from '../../src/core';
 import { SparseRam } from '../../src/memory';
 import { createVirtioIommu, encodeAttach, encodeDetach, encodeMap, encodeUnmap, VirtioIommuStatus } from '../../src/models/virtio-iommu';
 import type { VirtioIommu } from '../../src/models/virtio-iommu';
 
 const SID = 0x20;
 const DOMAIN = 1;
-const U64 = 2n ** 64n - 1n;
 
 interface Leaf { iova: bigint; gpa: bigint; size: bigint; perm: number }
 
@@ -70,6 +74,7 @@ function sync(c: VirtioCtx, lo: bigint, hi: bigint): void {
 }
 
 const adapter: ConformanceAdapter<VirtioCtx> = {
+  capabilities: { mapNotifiers: true, devIotlbUnmap: false, iovaBits: 64, reservedIova: [X86_MSI_RANGE], mapping: 'requests' },
   create: () => {
     const dev = createVirtioIommu({ bootBypass: false, endpoints: [SID] }, new SparseRam([{ base: 0, size: 0x1000_0000 }]));
     const c: VirtioCtx = { dev, tables: new Map(), sent: new Map() };
@@ -81,7 +86,7 @@ const adapter: ConformanceAdapter<VirtioCtx> = {
     c.tables.set(iova, { iova, gpa, size, perm });
   },
   unmap: (c, iova, size) => dropOverlapping(c.tables, iova, iova + size - 1n),
-  invalidate: (c, iova, size) => (typeof size === 'bigint' ? sync(c, iova, iova + size - 1n) : sync(c, 0n, U64)),
+  invalidate: (c, iova, size) => (typeof size === 'bigint' ? sync(c, iova, iova + size - 1n) : sync(c, 0n, U64_MAX)),
   registerNotifier: (c, n, notify) => {
     const h = c.dev.addressSpace(SID).registerNotifier({ ...n, notify: (e) => notify(e) });
     return { unregister: () => h.dispose() };

@@ -2,8 +2,15 @@
  * The conformance adapter of the project's VT-d model: real legacy-mode
  * tables in a SparseRam, invalidations through the invalidation queue
  * (VtdGuest), listeners on the device's address space.
+ *
+ * Its capabilities: the IOVA width is the unit's aw-bits; the interrupt
+ * window 0xfee00000-0xfeefffff is never translated (VT-d 3.14), so the kit
+ * keeps its IOVAs clear of it; translation can be turned off (GCMD.TE).
+ * MAP notifiers need caching mode (C1); with `cachingMode: false` the unit
+ * serves UNMAP notifiers only, and the adapter says so.
  */
 import type { ConformanceAdapter } from '../../src/conformance';
+import { X86_MSI_RANGE } from '../../src/core';
 import { SparseRam } from '../../src/memory';
 import { createIntelVtd } from '../../src/models/intel-vtd';
 import type { IntelVtd } from '../../src/models/intel-vtd';
@@ -15,10 +22,12 @@ export interface VtdCtx {
   guest: VtdGuest;
 }
 
-export function vtdAdapter(awBits: 39 | 48): ConformanceAdapter<VtdCtx> {
+export function vtdAdapter(awBits: 39 | 48, opts: { cachingMode?: boolean } = {}): ConformanceAdapter<VtdCtx> {
+  const cachingMode = opts.cachingMode ?? true;
   return {
-    create: ({ cachingMode }) => {
-      // 4-level tables reach 2^48; the kit stays below 2^39 with aw 39.
+    capabilities: { mapNotifiers: cachingMode, iovaBits: awBits, reservedIova: [X86_MSI_RANGE], mapping: 'tables' },
+    create: () => {
+      // 3-level tables (aw 39) reach 2^39, 4-level (aw 48) 2^48.
       const ram = new SparseRam([{ base: 0, size: 0x1000_0000 }]);
       const vtd = createIntelVtd({ awBits, cachingMode }, ram);
       const guest = new VtdGuest(ram, vtd, { awBits, sid: 0x20 });

@@ -23,8 +23,7 @@ export function recorder(log: Got[], flags: number = F.ALL, start = 0n, end = U6
   return {
     flags, start, end,
     notify(ev: IOMMUTLBEvent, h: NotifierHandle) {
-      const e = ev.entry;
-      log.push({ id: h.id, type: ev.type, iova: e.iova, translatedAddr: e.translatedAddr, addrMask: e.addrMask, perm: e.perm });
+      log.push(copyEvent(ev, h));
     },
     ...extra,
   };
@@ -50,11 +49,13 @@ export class RefChecker {
 
   feed(g: Got): void {
     const last = g.iova + g.addrMask;
-    const where = `${g.type === F.MAP ? 'MAP' : 'UNMAP'} [${g.iova.toString(16)}, ${last.toString(16)}]`;
-    if (((g.addrMask + 1n) & g.addrMask) !== 0n || (g.iova & g.addrMask) !== 0n || last > U64_MAX) throw new Error(`C2 ${where}`);
+    const where = `${g.type === F.MAP ? 'MAP' : g.type === F.UNMAP ? 'UNMAP' : 'DEVIOTLB_UNMAP'} [${g.iova.toString(16)}, ${last.toString(16)}]`;
+    if (g.iova < 0n || g.addrMask < 0n || ((g.addrMask + 1n) & g.addrMask) !== 0n || (g.iova & g.addrMask) !== 0n || last > U64_MAX) throw new Error(`C2 ${where}`);
     if (g.type === F.MAP && (g.translatedAddr & g.addrMask) !== 0n) throw new Error(`C2 xlat ${where}`);
     if (g.type === F.MAP ? g.perm === 0 : g.perm !== 0) throw new Error(`C3 ${where}`);
     if (!(g.type & this.flags) || g.iova < this.start || last > this.end) throw new Error(`C6 ${where}`);
+    // A device-IOTLB invalidation is not part of the view (contract: MAPs minus UNMAPs).
+    if (g.type === F.DEVIOTLB_UNMAP) return;
     const over = this.view.filter((e) => e.iova <= last && g.iova <= e.last);
     if (g.type === F.MAP) {
       if (over.length) throw new Error(`C4 ${where} overlaps [${over[0]!.iova.toString(16)}, ${over[0]!.last.toString(16)}]`);
@@ -72,4 +73,15 @@ export class RefChecker {
     const e = this.view.find((v) => v.iova <= a && a <= v.last);
     return e ? [Number((e.xlat + (a - e.iova)) >> 12n), e.perm] : undefined;
   }
+}
+
+/** A copy of a received event (entries are only valid during the call). */
+export function copyEvent(ev: IOMMUTLBEvent, h: NotifierHandle): Got {
+  const e = ev.entry;
+  return { id: h.id, type: ev.type, iova: e.iova, translatedAddr: e.translatedAddr, addrMask: e.addrMask, perm: e.perm };
+}
+
+/** A RefChecker's view as entries, to compare with NotifierList.view(). */
+export function refView(ref: RefChecker): IOMMUTLBEntry[] {
+  return ref.view.map((e) => entry(e.iova, e.xlat, e.last - e.iova, e.perm as 0 | 1 | 2 | 3));
 }

@@ -1,6 +1,6 @@
 import { ContractViolation, IOMMUNotifierFlag as F, NotifierList } from '../../src/core';
-import type { ContractRepair, IOMMUTLBEvent, LeafSink, LeafWalker, NotifierHandle } from '../../src/core';
-import { KiB4, MiB2, RefChecker, U64_MAX, entry, map, recorder, short, unmap } from './helpers';
+import type { ContractRepair, LeafSink, LeafWalker } from '../../src/core';
+import { KiB4, MiB2, RefChecker, U64_MAX, copyEvent, entry, map, recorder, refView, short, unmap } from './helpers';
 import type { Got } from './helpers';
 
 function setup(mode: 'strict' | 'repair' = 'strict', flags: number = F.ALL, start = 0n, end = U64_MAX) {
@@ -450,78 +450,61 @@ describe('notifyOnePages (numeric entry point)', () => {
   });
 });
 
-/** A copy of a received event (entries are only valid during the call). */
-function got(ev: IOMMUTLBEvent, h: NotifierHandle): Got {
-  const e = ev.entry;
-  return { id: h.id, type: ev.type, iova: e.iova, translatedAddr: e.translatedAddr, addrMask: e.addrMask, perm: e.perm };
-}
-
-/** The shadow's view as entries, for comparison with list.view(). */
-function shadowView(ref: RefChecker): ReturnType<NotifierList['view']> {
-  return ref.view.map((e) => entry(e.iova, e.xlat, e.last - e.iova, e.perm as 0 | 1 | 2 | 3));
-}
-
 describe('re-entrant listeners (issue 13)', () => {
-  it('repair: an in-place change whose UNMAP makes the listener map the range again sends no MAP over that entry (C4)', () => {
-    const list = new NotifierList({ mode: 'repair' });
+  /**
+   * A MAP|UNMAP listener whose events an independent RefChecker follows (what
+   * it finds wrong is collected in `broken`), and which calls `react` once,
+   * from inside the first UNMAP it receives.
+   */
+  function reentrant(list: NotifierList, react: () => void) {
     const ref = new RefChecker(0n, U64_MAX);
     const broken: string[] = [];
-    let remapped = false;
+    let fired = false;
     const h = list.register({
       flags: F.ALL, start: 0n, end: U64_MAX,
       notify(ev, handle) {
         try {
-          ref.feed(got(ev, handle));
+          ref.feed(copyEvent(ev, handle));
         } catch (e) {
           broken.push((e as Error).message);
         }
-        // Legal: the UNMAP left [0x1000, 0x1fff] empty in this listener's view.
-        if (ev.type === F.UNMAP && !remapped) {
-          remapped = true;
-          list.notify(map(0x1000n, 0x7000n));
+        if (ev.type === F.UNMAP && !fired) {
+          fired = true;
+          react();
         }
       },
     });
+    return { h, ref, broken, fired: () => fired };
+  }
+
+  it('repair: an in-place change whose UNMAP makes the listener map the range again sends no MAP over that entry (C4)', () => {
+    const list = new NotifierList({ mode: 'repair' });
+    // Legal: the UNMAP left [0x1000, 0x1fff] empty in this listener's view.
+    const { h, ref, broken, fired } = reentrant(list, () => list.notify(map(0x1000n, 0x7000n)));
     const repairs: ContractRepair[] = [];
     list.events.on('repaired', (r) => repairs.push(r));
     list.notify(map(0x1000n, 0x5000n));
     list.notify(map(0x1000n, 0x6000n)); // an in-place change: repaired into UNMAP, then MAP
     expect(broken).toEqual([]);
-    expect(remapped).toBe(true);
+    expect(fired()).toBe(true);
     expect(repairs.map((r) => r.rule)).toEqual(['C4']);
-    expect(list.view(h)).toEqual(shadowView(ref));
+    expect(list.view(h)).toEqual(refView(ref));
     expect(list.view(h)).toHaveLength(1);
   });
 
   for (const mode of ['strict', 'repair'] as const) {
     it(`${mode}: unmapAll never cuts an entry a listener mapped from inside an earlier UNMAP of the teardown (C5, C8)`, () => {
       const list = new NotifierList({ mode });
-      const ref = new RefChecker(0n, U64_MAX);
-      const broken: string[] = [];
-      let mapped = false;
-      const h = list.register({
-        flags: F.ALL, start: 0n, end: U64_MAX,
-        notify(ev, handle) {
-          try {
-            ref.feed(got(ev, handle));
-          } catch (e) {
-            broken.push((e as Error).message);
-          }
-          // After the UNMAP of frame 1, [0, 0x3fff] is empty: mapping it is legal.
-          if (ev.type === F.UNMAP && !mapped) {
-            mapped = true;
-            list.notify(map(0n, 0x40000n, 0x3fffn));
-          }
-        },
-      });
+      // After the UNMAP of frame 1, [0, 0x3fff] is empty: mapping it is legal.
+      const { h, ref, broken, fired } = reentrant(list, () => list.notify(map(0n, 0x40000n, 0x3fffn)));
       list.notify(map(0x1000n, 0x5000n));
       list.notify(map(0x4000n, 0x9000n));
       // [0x1000, 0x7fff] in aligned blocks: frame 1, frames 2-3, frames 4-7; the entry
       // mapped during the first UNMAP covers frames 0-3 and so contains the second block.
       list.unmapAll(0x1000n, 0x7fffn);
-      expect(mapped).toBe(true);
+      expect(fired()).toBe(true);
       expect(broken).toEqual([]);
-      expect(list.view(h)).toEqual(shadowView(ref));
+      expect(list.view(h)).toEqual(refView(ref));
       // C8: nothing the listener holds in the range survives the teardown.
       expect(list.view(h)).toEqual([]);
     });
@@ -579,5 +562,33 @@ describe('DEVIOTLB_UNMAP shape (issue 13)', () => {
     list.notify({ type: F.DEVIOTLB_UNMAP, entry: entry(0x800n, 0n, 0x3fffn, 0) });
     // [0x800, 0x47ff] cropped to [0x800, 0x2fff].
     expect(seq()).toEqual(['DEV 800+7ff', 'DEV 1000+fff', 'DEV 2000+fff']);
+  });
+});
+
+describe('large views (issue 13)', () => {
+  it('unmapAll after a sync that replaced one 1 GiB leaf by 511 x 512 4 KiB leaves empties the view (no TypeError from the tree)', () => {
+    // The reported layout: a second-level table whose 511 level-2 slots all
+    // point to one level-1 table, replacing a 1 GiB leaf between other mappings.
+    const G = 1 << 18; // frames in 1 GiB
+    const before: Array<[number, number, number, number]> = [];
+    for (let i = 0; i < 5000; i++) before.push([i, 1, 0x100000 + i, 3]);
+    const after: Array<[number, number, number, number]> = [];
+    for (let i = 0; i < 100; i++) after.push([2 * G + i, 1, 0x200000 + i, 3]);
+    const aliased: Array<[number, number, number, number]> = [];
+    for (let slot = 0; slot < 511; slot++) for (let i = 0; i < 512; i++) aliased.push([G + slot * 512 + i, 1, 0x300000 + i, 1]);
+    const list = new NotifierList({ name: 'test' });
+    let maps = 0;
+    let unmaps = 0;
+    const h = list.register({ flags: F.ALL, start: 0n, end: U64_MAX, notify: (ev) => { if (ev.type === F.MAP) maps++; else unmaps++; } });
+    list.replay(h, walker([...before, [G, G, G, 3], ...after]));
+    list.sync(BigInt(G) << 12n, (BigInt(2 * G) << 12n) - 1n, walker([...before, ...aliased, ...after]));
+    const total = before.length + aliased.length + after.length;
+    expect(list.view(h)).toHaveLength(total);
+    expect([maps, unmaps]).toEqual([before.length + 1 + after.length + aliased.length, 1]);
+    list.unmapAll();
+    expect(list.view(h)).toEqual([]);
+    // The list can still be used: a replay maps everything again.
+    list.replay(h, walker([...before, ...aliased, ...after]));
+    expect(list.view(h)).toHaveLength(total);
   });
 });

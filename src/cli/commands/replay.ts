@@ -5,6 +5,7 @@
  * 1 otherwise, 2 malformed trace (its line and reason are printed; nothing
  * past it is replayed), unreadable input, unwritable output.
  */
+import { hex } from '../../core/guest-addr';
 import { stat } from 'node:fs/promises';
 import { replaySummary, resultStatus } from '../../trace/batch';
 import type { BatchResult, SummaryOptions } from '../../trace/batch';
@@ -94,7 +95,7 @@ function valueText(v: unknown): string {
   if (v === null || v === undefined) return '(nothing)';
   if (typeof v === 'string') return v.length > 200 ? v.slice(0, 197) + '...' : v;
   if (Array.isArray(v) && v.length === 0) return '[] (nothing)';
-  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? '0x' + x.toString(16) : x));
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? hex(x) : x));
   return s.length > 400 ? s.slice(0, 397) + '...' : s;
 }
 

@@ -502,6 +502,15 @@ export interface VtdLeafWalker extends LeafWalker {
 
 /** Work units charged for a memoised table whose whole subtree is known to hold no leaf. */
 const EMPTY_SUBTREE_WORK = 1;
+/**
+ * Memo bounds, so that a hostile action's memo stays small (about 13 MB of
+ * index and 32 MB of decoded entries at most): 2^18 tables is 1 GiB of page
+ * tables, five times what a 10^6-page domain scattered in 64-page runs uses;
+ * past either bound tables are walked from guest memory, unmemoised (the
+ * work bound still holds).
+ */
+const MEMO_MAX_TABLES = 2 ** 18;
+const MEMO_MAX_POOL = 2 ** 22;
 
 /**
  * The work one guest action (an MMIO write, a notifier registration) may
@@ -534,8 +543,6 @@ export class VtdWalkSession {
   work = 0;
   /** Leaves reported so far in this action. */
   leaves = 0;
-  /** Table entries read from guest memory so far (part of `work`). */
-  reads = 0;
   /** A walk of this action went over a bound: later syncs of the action are not attempted. */
   exhausted = false;
 
@@ -559,13 +566,22 @@ export class VtdWalkSession {
 
   constructor(public workBudget: number, public leafBudget = Infinity) {}
 
-  /** Starts a new action: nothing spent, nothing known. */
+  /** Starts a new action: nothing spent, nothing known; memory a large action took is given back. */
   reset(workBudget = this.workBudget, leafBudget = this.leafBudget): void {
     this.workBudget = workBudget;
     this.leafBudget = leafBudget;
-    this.work = this.leaves = this.reads = 0;
+    this.work = this.leaves = 0;
     this.exhausted = false;
     this.forget();
+    if (this.keys.length > 1 << 17) {
+      this.keys = new Float64Array(1024);
+      this.ids = new Int32Array(1024);
+      this.stamps = new Uint32Array(1024);
+      this.count = new Float64Array(256);
+      this.seen = new Uint8Array(256);
+      this.start = new Int32Array(256);
+      this.end = new Int32Array(256);
+    }
   }
 
   /** Drops the memo (the tables may have changed); the work spent stays spent. */
@@ -580,7 +596,7 @@ export class VtdWalkSession {
     if (this.pool.length > 1 << 16) this.pool = new Float64Array(1024);
   }
 
-  /** The memo slot of table `key`, created unseen. */
+  /** The memo slot of table `key`, created unseen; -1 when the memo is full (walk it unmemoised). */
   node(key: number): number {
     const mask = this.keys.length - 1;
     let h = hashKey(key) & mask;
@@ -588,6 +604,7 @@ export class VtdWalkSession {
       if (this.keys[h] === key) return this.ids[h]!;
       h = (h + 1) & mask;
     }
+    if (this.nodes >= MEMO_MAX_TABLES) return -1;
     const id = this.nodes++;
     if (id === this.count.length) {
       this.count = grow(this.count, id * 2);
@@ -621,6 +638,11 @@ export class VtdWalkSession {
       this.ids[h] = ids[i]!;
       this.stamps[h] = 1;
     }
+  }
+
+  /** Whether 512 more decoded entries fit the memo. */
+  get poolRoom(): boolean {
+    return this.poolLen + 1024 <= MEMO_MAX_POOL;
   }
 
   /** Appends one decoded entry. */
@@ -694,7 +716,6 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
   const read = (n: number): void => {
     s.work += n;
     if (s.work > s.workBudget) throw overWork();
-    s.reads += n;
     visited += n;
   };
 
@@ -748,6 +769,10 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     const whole = first === base && last === base + 512 * span - 1;
     // Table addresses are below 2^52 (HAW), so the key is an exact number.
     const id = s.node(table * 16 + level * 4 + perm);
+    if (id < 0) {
+      walkWords(table, level, base, first, last, perm, sink);
+      return;
+    }
     if (whole) {
       const known = s.count[id]!;
       if (known === 0) {
@@ -758,7 +783,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
       if (known > 0 && s.leaves + known > s.leafBudget) throw overLeaves();
     }
     const leavesBefore = s.leaves;
-    if (s.start[id]! < 0 && whole && s.seen[id] === 1) decode(id, table, level, perm);
+    if (s.start[id]! < 0 && whole && s.seen[id] === 1 && s.poolRoom) decode(id, table, level, perm);
     if (s.start[id]! >= 0) walkDecoded(id, level, base, first, last, sink);
     else {
       s.seen[id] = 1;
@@ -848,7 +873,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     if (busy) return secondLevelWalker(mem, cfg, ctx, budget)(firstPfn, lastPfn, sink);
     visited = 0;
     if (shared === undefined) s.reset();
-    else if (s.exhausted) throw overWork();
+    else if (s.exhausted) throw new VtdWalkLimitError('VT-d: the walk bound of this guest action is already spent');
     const first = firstPfn > 0 ? Math.ceil(firstPfn) : 0;
     const last = lastPfn < limitPfn - 1 ? Math.floor(lastPfn) : limitPfn - 1;
     // QEMU: a start beyond the IOVA limit walks nothing; the end is clipped to the limit.

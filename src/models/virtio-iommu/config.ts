@@ -3,11 +3,11 @@
  * the trace-v1 header's `config` for model `virtio-iommu`) and the device
  * configuration space (virtio 1.2 section 5.13.4).
  */
+import { PAGE_SIZE_4K, U64_MAX, X86_MSI_RANGE } from '../../core/guest-addr';
+import type { InclusiveRange } from '../../core/guest-addr';
 
 /** A reserved region reported by PROBE (RESV_MEM property, 5.13.6.8.2). */
-export interface ReservedRegion {
-  start: bigint;
-  end: bigint;
+export interface ReservedRegion extends InclusiveRange {
   /** `msi`: accesses are MSIs, identity-mapped (RESV_MEM_T_MSI); `reserved`: accesses fault (RESV_MEM_T_RESERVED). */
   subtype: 'msi' | 'reserved';
 }
@@ -18,7 +18,7 @@ export interface VirtioIommuConfig {
   /** config.page_size_mask (QEMU: TARGET_PAGE_MASK, 0xfffffffffffff000). */
   pageSizeMask: bigint;
   /** config.input_range (QEMU: the whole 64-bit space). */
-  inputRange: { start: bigint; end: bigint };
+  inputRange: InclusiveRange;
   /** config.domain_range (QEMU: [0, 2^32 - 1]). */
   domainRange: { start: number; end: number };
   /** config.probe_size (QEMU: 512). */
@@ -43,12 +43,12 @@ export interface VirtioIommuConfig {
 }
 
 /** x86's MSI window, the region QEMU 7.2's q35 pre-plug hook always sets. */
-export const X86_MSI_REGION: ReservedRegion = { start: 0xfee0_0000n, end: 0xfeef_ffffn, subtype: 'msi' };
+export const X86_MSI_REGION: ReservedRegion = { ...X86_MSI_RANGE, subtype: 'msi' };
 
 export const DEFAULT_VIRTIO_IOMMU_CONFIG: Readonly<VirtioIommuConfig> = {
   bootBypass: true,
   pageSizeMask: 0xffff_ffff_ffff_f000n,
-  inputRange: { start: 0n, end: 0xffff_ffff_ffff_ffffn },
+  inputRange: { start: 0n, end: U64_MAX },
   domainRange: { start: 0, end: 0xffff_ffff },
   probeSize: 512,
   reservedRegions: [X86_MSI_REGION],
@@ -60,8 +60,6 @@ export const DEFAULT_VIRTIO_IOMMU_CONFIG: Readonly<VirtioIommuConfig> = {
 export class VirtioIommuConfigError extends Error {
   override readonly name = 'VirtioIommuConfigError';
 }
-
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** A u64 option: bigint, safe integer or a trace-v1 hex string. */
 function u64(name: string, v: unknown): bigint {
@@ -79,7 +77,7 @@ function u32(name: string, v: unknown): number {
   return Number(r);
 }
 
-function range(name: string, v: unknown): { start: bigint; end: bigint } {
+function range(name: string, v: unknown): InclusiveRange {
   if (typeof v !== 'object' || v === null) throw new VirtioIommuConfigError(`${name}: expected {start, end}`);
   const o = v as { start?: unknown; end?: unknown };
   const r = { start: u64(`${name}.start`, o.start), end: u64(`${name}.end`, o.end) };
@@ -105,7 +103,7 @@ export function parseVirtioIommuConfig(raw: unknown): VirtioIommuConfig {
     c.pageSizeMask = u64('pageSizeMask', o.pageSizeMask);
     // The granule is the lowest set bit; translate() answers in it (QEMU: ctz32).
     const low = c.pageSizeMask & -c.pageSizeMask;
-    if (low !== 0x1000n) throw new VirtioIommuConfigError('pageSizeMask: only a 4 KiB granule is supported (lowest set bit 0x1000)');
+    if (low !== PAGE_SIZE_4K) throw new VirtioIommuConfigError('pageSizeMask: only a 4 KiB granule is supported (lowest set bit 0x1000)');
   }
   if (o.inputRange !== undefined) c.inputRange = range('inputRange', o.inputRange);
   if (o.domainRange !== undefined) {

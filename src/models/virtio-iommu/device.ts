@@ -17,6 +17,7 @@
 import { AddressSpaceRegistry } from '../../core/address-spaces';
 import type { AddressSpaceOwner, ModelAddressSpace } from '../../core/address-spaces';
 import { IOMMUAccessFlags } from '../../core/access';
+import { checkedOffset, hex, isAligned, isRangeAligned, pageBase, pfnOf, PAGE_OFFSET_MASK, rangeContainsRange } from '../../core/guest-addr';
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUFault, IOMMUModelEvents, TranslateResult, VirtioIommuModel } from '../../core/model';
 import { forEachPfnChunk } from '../../core/pow2';
@@ -45,9 +46,7 @@ import type { AttachRequest, DetachRequest, MapRequest, ProbeRequest, UnmapReque
 
 const S = VirtioIommuStatus;
 const NOTHING = new Uint8Array(0);
-const PAGE_MASK = 0xfffn;
 const TWO52 = 2 ** 52;
-const hex = (v: number | bigint): string => '0x' + v.toString(16);
 
 /** A reserved region as numbers (frame, offset) of its bounds, for translate's hot path. */
 interface ResvBounds { sp: number; so: number; ep: number; eo: number; msi: boolean }
@@ -320,9 +319,10 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
       // nothing. QEMU 7.2 checks none of these (findings "MAP").
       if ((r.flags & VIRTIO_IOMMU_MAP_F_MMIO) && !this.hasFeature(VirtioIommuFeature.MMIO)) return S.INVAL;
       if (r.virtEnd < r.virtStart) return S.INVAL;
-      if (r.virtStart < this.config.inputRange.start || r.virtEnd > this.config.inputRange.end) return S.RANGE;
-      const granule = (this.config.pageSizeMask & -this.config.pageSizeMask) - 1n;
-      if ((r.virtStart & granule) !== 0n || (r.physStart & granule) !== 0n || ((r.virtEnd + 1n) & granule) !== 0n) return S.RANGE;
+      const virt = { start: r.virtStart, end: r.virtEnd };
+      if (!rangeContainsRange(this.config.inputRange, virt)) return S.RANGE;
+      const granule = this.config.pageSizeMask & -this.config.pageSizeMask;
+      if (!isRangeAligned(virt, granule) || !isAligned(r.physStart, granule)) return S.RANGE;
     }
     if (r.virtEnd < r.virtStart) {
       // QEMU 7.2 accepts it (findings "MAP", *probe*). Its interval compare
@@ -414,9 +414,9 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
       if (as === undefined) continue;
       if (first < 0) {
         if (!notifiable(vs, ve, phys, flags)) return;
-        first = Number(vs >> 12n);
+        first = pfnOf(vs);
       }
-      as.notifyMap(first, Number(ve >> 12n), Number(phys >> 12n), flags & 3);
+      as.notifyMap(first, pfnOf(ve), pfnOf(phys), flags & 3);
     }
   }
 
@@ -550,9 +550,9 @@ function withBody<R>(r: R | undefined, handle: (r: R) => number): number {
 
 /** Whether a mapping is sent to MAP notifiers (see notifyMapping). */
 export function notifiable(vs: bigint, ve: bigint, phys: bigint, flags: number): boolean {
+  // Whole 4 KiB pages on both sides, the translated end inside the 64-bit space.
   return (flags & 3) !== 0 && (flags & VIRTIO_IOMMU_MAP_F_MMIO) === 0 && ve >= vs
-    && (vs & PAGE_MASK) === 0n && ((ve + 1n) & PAGE_MASK) === 0n && (phys & PAGE_MASK) === 0n
-    && phys + (ve - vs) <= 0xffff_ffff_ffff_ffffn;
+    && isRangeAligned({ start: vs, end: ve }) && isAligned(phys) && checkedOffset(phys, ve - vs) !== undefined;
 }
 
 /** The LeafWalker of a domain: its notifiable mappings as aligned power-of-two leaves. */
@@ -567,7 +567,7 @@ function domainWalker(m: MappingStore): LeafWalker {
       const f = m.flags(i);
       if (!notifiable(vs, ve, phys, f)) continue;
       const perm = f & 3;
-      const xlat = Number(phys >> 12n);
+      const xlat = pfnOf(phys);
       forEachPfnChunk(m.startPfn(i), m.endPfn(i), xlat, (p, pages, x) => {
         if (p + pages - 1 >= firstPfn && p <= lastPfn && p + pages <= TWO52) sink(p, pages, x, perm);
       });
@@ -577,6 +577,6 @@ function domainWalker(m: MappingStore): LeafWalker {
 
 /** Bypass, the MSI window: iova = gpa, one 4 KiB page, RW. */
 function identity(iova: bigint): IOMMUTLBEntry {
-  const page = BigInt.asUintN(64, iova) & ~PAGE_MASK;
-  return { iova: page, translatedAddr: page, addrMask: PAGE_MASK, perm: IOMMUAccessFlags.RW };
+  const page = pageBase(BigInt.asUintN(64, iova));
+  return { iova: page, translatedAddr: page, addrMask: PAGE_OFFSET_MASK, perm: IOMMUAccessFlags.RW };
 }

@@ -17,7 +17,11 @@
  * (see device.ts, UNMAP and translate).
  */
 import type { IOMMUAccessFlags } from '../../core/access';
+import { PAGE_OFFSET_MASK } from '../../core/guest-addr';
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
+
+/** The 4 KiB offset mask, module-local for translate's hot path (no property load per use). */
+const PAGE_MASK = PAGE_OFFSET_MASK;
 
 const U64 = new BigUint64Array(1);
 const U32 = new Uint32Array(U64.buffer);
@@ -239,9 +243,9 @@ export class MappingStore {
       const e = this.cache[i];
       if (e !== undefined && e.perm === perm) return e;
     }
-    const page = iova & ~0xfffn;
-    const translated = BigInt.asUintN(64, iova - this.lows[i]! + this.phys[i]!) & ~0xfffn;
-    const e: IOMMUTLBEntry = { iova: page, translatedAddr: translated, addrMask: 0xfffn, perm };
+    const page = iova & ~PAGE_MASK;
+    const translated = BigInt.asUintN(64, iova - this.lows[i]! + this.phys[i]!) & ~PAGE_MASK;
+    const e: IOMMUTLBEntry = { iova: page, translatedAddr: translated, addrMask: PAGE_MASK, perm };
     if (congruent) {
       this.cache[i] = e;
       this.rec[r + R_CACHE_PFN] = p;
@@ -273,7 +277,7 @@ export class MappingStore {
     this.rec[r + R_HIGH_P] = bp;
     this.rec[r + R_HIGH_O] = bo;
     this.rec[r + R_FLAGS] = flags;
-    this.rec[r + R_CONGRUENT] = ((phys - low) & 0xfffn) === 0n ? 1 : 0;
+    this.rec[r + R_CONGRUENT] = ((phys - low) & PAGE_MASK) === 0n ? 1 : 0;
     this.rec[r + R_CACHE_PFN] = -1;
     this.lows[at] = low;
     this.highs[at] = high;

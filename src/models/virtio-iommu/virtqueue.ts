@@ -11,6 +11,7 @@
  * the queue size) is a device error (QEMU `virtio_error`: NEEDS_RESET, the
  * queue is not processed further), never an exception.
  */
+import { hex } from '../../core/guest-addr';
 import type { GuestMemory } from '../../memory/guest-memory';
 import type { FaultSink } from './events';
 
@@ -53,7 +54,7 @@ export class SplitVirtqueue {
 
   private read(addr: number, len: number): DataView {
     if (!Number.isSafeInteger(addr) || addr < 0 || !this.mem.read(addr, this.buf8.subarray(0, len))) {
-      throw new QueueError(`ring read of ${len} bytes at 0x${addr.toString(16)} is outside RAM`);
+      throw new QueueError(`ring read of ${len} bytes at ${hex(addr)} is outside RAM`);
     }
     return this.view;
   }
@@ -126,7 +127,7 @@ export class SplitVirtqueue {
     for (const d of buffers) {
       if (at >= bytes.length) break;
       const n = Math.min(d.len, bytes.length - at);
-      if (!io(d.addr, bytes.subarray(at, at + n))) throw new QueueError(`${what} buffer at 0x${d.addr.toString(16)} is outside RAM`);
+      if (!io(d.addr, bytes.subarray(at, at + n))) throw new QueueError(`${what} buffer at ${hex(d.addr)} is outside RAM`);
       at += n;
     }
     return at;
@@ -139,9 +140,9 @@ export class SplitVirtqueue {
     this.view.setUint32(0, chain.head, true);
     this.view.setUint32(4, len, true);
     this.view.setUint16(8, (this.usedIdx + 1) & 0xffff, true);
-    if (!this.mem.write(slot, this.buf8.subarray(0, 8))) throw new QueueError(`used ring at 0x${used.toString(16)} is outside RAM`);
+    if (!this.mem.write(slot, this.buf8.subarray(0, 8))) throw new QueueError(`used ring at ${hex(used)} is outside RAM`);
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
-    if (!this.mem.write(used + 2, this.buf8.subarray(8, 10))) throw new QueueError(`used ring at 0x${used.toString(16)} is outside RAM`);
+    if (!this.mem.write(used + 2, this.buf8.subarray(8, 10))) throw new QueueError(`used ring at ${hex(used)} is outside RAM`);
   }
 }
 

@@ -108,6 +108,7 @@ import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { StringDecoder } from 'node:string_decoder';
 import { permToString, type IOMMUAccessFlags } from '../../core/access';
+import { hex as hexStr, rangeFromStartLen } from '../../core/guest-addr';
 import { alignedPow2Chunks } from '../../core/pow2';
 
 /** Lines read, used and skipped for one event kind. */
@@ -181,7 +182,6 @@ const KNOWN_KINDS: ReadonlySet<string> = new Set([
 /** Longest line kept; longer ones are dropped (constant memory on input without newlines). */
 const MAX_LINE = 64 * 1024;
 const MAX_UNKNOWN_NAMES = 100;
-const U64_MAX = (1n << 64n) - 1n;
 
 // Field patterns of the 7.2 formats. `0x%"PRIx64"` prints 1..16 hex digits.
 const HEX = '0x([0-9a-fA-F]{1,16})';
@@ -215,7 +215,6 @@ const RE = {
 } as const;
 
 const hex = (s: string | undefined): bigint => BigInt('0x' + (s ?? '0'));
-const hexStr = (v: bigint | number): string => '0x' + v.toString(16);
 
 /** bus<<8 | dev<<3 | fn from the three printed fields; undefined when out of range. */
 function bdfOf(bus: string | undefined, dev: string | undefined, fn: string | undefined): number | undefined {
@@ -392,7 +391,7 @@ class QemuLogConverter {
         const bdf = this.device(m[1], m[2], m[3]);
         const start = hex(m[4]);
         const size = hex(m[5]);
-        if (size === 0n || start + size - 1n > U64_MAX) throw new Malformed('empty or wrapping range');
+        if (rangeFromStartLen(start, size) === undefined) throw new Malformed('empty or wrapping range');
         // Printed after the UNMAPs went to one notifier of the device. Within an
         // invalidation's group the invalidation stays the cause (the note says both);
         // on its own (replay at registration, TE change) the line is the cause.

@@ -8,10 +8,13 @@
  *
  * Expected views are computed from the tables the test builds.
  */
+import * as fc from 'fast-check';
 import { IOMMUNotifierFlag } from '../../../src/core/tlb-entry';
 import type { GuestMemory } from '../../../src/memory/guest-memory';
 import { SparseRam } from '../../../src/memory/sparse-ram';
 import { createIntelVtd } from '../../../src/models/intel-vtd';
+import { DEFAULT_VTD_CONFIG } from '../../../src/models/intel-vtd/config';
+import { VtdWalkSession, secondLevelWalker } from '../../../src/models/intel-vtd/translation';
 import type { IntelVtd, VtdLimits } from '../../../src/models/intel-vtd';
 import { CONTEXT, GCMD, QUEUE, REG, ROOT, Recorder, desc } from './helpers/device';
 import { VtdTables, slpte, writeWords } from './helpers/tables';
@@ -87,6 +90,24 @@ const selfReferencing = (t: VtdTables): number => {
 };
 
 /**
+ * Level 3 slot 0 -> a level-2 table whose slots 0..aliases-1 all point at one
+ * level-1 table, in which `fill(t, l1)` writes the leaves. Returns the tables.
+ */
+function aliased(aliases: number, fill: (t: VtdTables, l1: number) => void): { build: (t: VtdTables) => number; l1: () => number } {
+  let l1 = 0;
+  const build = (t: VtdTables): number => {
+    const top = t.page();
+    const l2 = t.page();
+    l1 = t.page();
+    t.pte(top, 0, slpte({ r: true, w: true, addr: l2 }));
+    for (let j = 0; j < aliases; j++) t.pte(l2, j, slpte({ r: true, w: true, addr: l1 }));
+    fill(t, l1);
+    return top;
+  };
+  return { build, l1: () => l1 };
+}
+
+/**
  * Generous bound on the readU32 calls of walking `tables` distinct tables:
  * a table is read at most twice (a scan, then a decode when it is met again
  * whole), two words per slot.
@@ -116,17 +137,11 @@ describe('one work bound per guest action, O(distinct tables) walks', () => {
   });
 
   it('an aliased level-2 table (511 slots -> one level-1 table): every alias is mapped at its own IOVA, the level-1 table is read at most twice', () => {
-    // Level 3 slot 0 -> L2; L2 slots 0..510 -> L1; L1 has 8 leaves (slot i -> frame 0x800 + i, perm r or rw).
-    let l1 = 0;
-    const r = rig((t) => {
-      const top = t.page();
-      const l2 = t.page();
-      l1 = t.page();
-      t.pte(top, 0, slpte({ r: true, w: true, addr: l2 }));
-      for (let j = 0; j < 511; j++) t.pte(l2, j, slpte({ r: true, w: true, addr: l1 }));
+    // L1 has 8 leaves: slot 3i -> frame 0x800 + i, perm rw for even i, r for odd.
+    const tables = aliased(511, (t, l1) => {
       for (let i = 0; i < 8; i++) t.pte(l1, i * 3, slpte({ r: true, w: i % 2 === 0, addr: (0x800 + i) * 4096 }));
-      return top;
-    }, [0x20]);
+    });
+    const r = rig(tables.build, [0x20]);
     const expected = (frame: (i: number) => number) => {
       const out: Array<[bigint, bigint, bigint, number]> = [];
       for (let j = 0; j < 511; j++) for (let i = 0; i < 8; i++) {
@@ -143,7 +158,7 @@ describe('one work bound per guest action, O(distinct tables) walks', () => {
     expect(replayReads).toBeLessThanOrEqual(readsFor(3) + 64);
     expect(replayReads).toBeLessThan(511 * 512);
     // Retarget leaf 5 of the shared table: every alias changes (memo replays the new decode at each base).
-    r.t.pte(l1, 15, slpte({ r: true, w: false, addr: 0x900 * 4096 }));
+    r.t.pte(tables.l1(), 15, slpte({ r: true, w: false, addr: 0x900 * 4096 }));
     rec.take();
     const reads = r.submit(desc.iotlbDomain(1));
     expect(reads).toBeLessThanOrEqual(readsFor(3) + 64);
@@ -153,16 +168,9 @@ describe('one work bound per guest action, O(distinct tables) walks', () => {
   });
 
   it('a wait descriptor that writes into a page table between two syncs of one write: the second sync sees the write', () => {
-    let l1 = 0;
-    const r = rig((t) => {
-      const top = t.page();
-      const l2 = t.page();
-      l1 = t.page();
-      t.pte(top, 0, slpte({ r: true, w: true, addr: l2 }));
-      for (let j = 0; j < 4; j++) t.pte(l2, j, slpte({ r: true, w: true, addr: l1 }));
-      t.pte(l1, 0, slpte({ r: true, w: true, addr: 0x800 * 4096 }));
-      return top;
-    }, [0x20]);
+    const tables = aliased(4, (t, l1) => t.pte(l1, 0, slpte({ r: true, w: true, addr: 0x800 * 4096 })));
+    const r = rig(tables.build, [0x20]);
+    const l1 = tables.l1();
     const rec = r.listen(0x20, ALL);
     // The status write stores 0x901003 in the low word of L1 slot 1: a new 4 KiB leaf -> frame 0x901, R|W.
     r.submit(desc.iotlbDomain(1), desc.wait({ sw: true, data: 0x90_1003, addr: BigInt(l1 + 8) }), desc.iotlbDomain(1));
@@ -222,5 +230,96 @@ describe('one work bound per guest action, O(distinct tables) walks', () => {
     expect(() => createIntelVtd({}, ram, { syncWalkBudget: Number.NaN })).toThrow(/syncWalkBudget/);
     expect(() => createIntelVtd({}, ram, { syncLeafBudget: -1 })).toThrow(/syncLeafBudget/);
     expect(() => createIntelVtd({}, ram, { syncLeafBudget: Infinity })).not.toThrow();
+  });
+});
+
+describe('the memo against a naive walk (aliasing and loops among a few tables)', () => {
+  /**
+   * Reference: every path of the tables, slot by slot, straight from the VT-d
+   * layout (R bit 0, W bit 1, PS bit 7 at levels 2/3, address bits 38:12;
+   * valid when R|W survives the AND with the parents). Entries here have no
+   * reserved bits, so that is all the walk needs.
+   */
+  function naive(words: Map<number, [number, number]>, top: number, first: number, last: number): number[][] {
+    const out: number[][] = [];
+    const walk = (table: number, level: number, base: number, perm: number): void => {
+      const span = 512 ** (level - 1);
+      for (let i = 0; i < 512; i++) {
+        const lo = base + i * span;
+        if (lo > last || lo + span - 1 < first) continue;
+        const [w0, w1] = words.get(table + i * 8) ?? [0, 0];
+        const p = perm & w0 & 3;
+        if (p === 0) continue;
+        const target = (w1 % 128) * 2 ** 32 + ((w0 & 0xffff_f000) >>> 0);
+        if (level === 1 || (w0 & 0x80) !== 0) out.push([lo, span, target / 4096, p]);
+        else walk(target, level - 1, lo, p);
+      }
+    };
+    walk(top, 3, 0, 3);
+    return out;
+  }
+
+  it('property: same leaves, in order, for random aliasing tables and ranges', () => {
+    let nonEmpty = 0;
+    const PAGES = [0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000];
+    const entry = fc.record({
+      page: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: PAGES.length - 1 })),
+      slot: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 511 })),
+      to: fc.integer({ min: 0, max: PAGES.length - 1 }),
+      perm: fc.constantFrom(0, 1, 2, 3, 3, 3),
+      leaf2m: fc.boolean(),
+    });
+    fc.assert(fc.property(
+      fc.array(entry, { maxLength: 80 }),
+      fc.oneof(fc.integer({ min: 0, max: 2048 }), fc.integer({ min: 0, max: 2 ** 20 }), fc.integer({ min: 0, max: 2 ** 27 - 1 })),
+      fc.integer({ min: 0, max: 2 ** 18 }),
+      (entries, first, span) => {
+        const ram = new SparseRam([{ base: 0, size: 0x20_0000 }]);
+        const words = new Map<number, [number, number]>();
+        // A chain to a few 4 KiB leaves (top slot 0 -> page 1, whose slots 0..3 all -> page 2, which holds
+        // four leaves), then the random entries.
+        const chain = [
+          { page: 0, slot: 0, to: 1, perm: 3, leaf2m: false },
+          ...[0, 1, 2, 3].map((slot) => ({ page: 1, slot, to: 2, perm: 3, leaf2m: false })),
+          ...[0, 130, 260, 511].map((slot) => ({ page: 2, slot, to: 3 + (slot & 1), perm: 3, leaf2m: false })),
+        ];
+        for (const e of [...chain, ...entries]) {
+          // A pointer to one of the pages, or PS with a 1 GiB-aligned address (a valid 2 MiB or 1 GiB leaf).
+          const w0 = (e.leaf2m ? (0x4000_0000 * (1 + (e.to & 1))) | 0x80 : PAGES[e.to]!) | e.perm;
+          const gpa = PAGES[e.page]! + e.slot * 8;
+          ram.writeU32(gpa, w0 >>> 0);
+          ram.writeU32(gpa + 4, 0);
+          words.set(gpa, [w0 >>> 0, 0]);
+        }
+        const last = Math.min(first + span, 2 ** 27 - 1);
+        const ctx = { did: 1, passThrough: false, slptptr: PAGES[0]!, levels: 3 as const, fpd: false, pasid: undefined };
+        const got: number[][] = [];
+        secondLevelWalker(ram, { ...DEFAULT_VTD_CONFIG }, ctx, 1e8)(first, last, (a, n, x, p) => got.push([a, n, x, p]));
+        const want = naive(words, PAGES[0]!, first, last);
+        if (want.length > 0) nonEmpty++;
+        expect(got).toEqual(want);
+        // And the whole space twice in one session (second time from the memo) gives the same as the reference.
+        const session = new VtdWalkSession(1e8);
+        const walk = secondLevelWalker(ram, { ...DEFAULT_VTD_CONFIG }, ctx, session);
+        const a: number[][] = [];
+        const b: number[][] = [];
+        walk(first, last, (p, n, x, q) => a.push([p, n, x, q]));
+        walk(first, last, (p, n, x, q) => b.push([p, n, x, q]));
+        expect(b).toEqual(a);
+      },
+    ), { numRuns: 300 });
+    // The generator must reach tables that alias, not only empty walks.
+    expect(nonEmpty).toBeGreaterThan(60);
+  });
+
+  it('the memo stops growing at its bound and is given back by the next action', () => {
+    const s = new VtdWalkSession(1e9);
+    let wrong = 0;
+    for (let i = 0; i < 2 ** 18; i++) if (s.node(i * 4096 * 16 + 7) !== i) wrong++;
+    expect(wrong).toBe(0);
+    expect(s.node(2 ** 18 * 4096 * 16 + 7)).toBe(-1); // full: walked unmemoised
+    expect(s.node(5 * 4096 * 16 + 7)).toBe(5); // known tables are still found
+    s.reset();
+    expect(s.node(5 * 4096 * 16 + 7)).toBe(0);
   });
 });
