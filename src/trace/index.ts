@@ -6,7 +6,7 @@ export type {
   TraceHeader, TraceRamRegion, TraceEvent, TraceOp, TraceEntry, TranslateExpect,
   MemWriteEvent, MemExpectEvent, MmioWriteEvent, MmioReadEvent, DmaReadEvent, DmaWriteEvent, TranslateEvent,
   NotifierAddEvent, NotifierDelEvent, NotifyEvent, ViewExpectEvent, MsiExpectEvent,
-  VirtioConfigReadEvent, VirtioConfigWriteEvent, VirtioFeaturesEvent, VirtioRequestEvent, VirtioEventExpectEvent,
+  VirtioConfigReadEvent, VirtioConfigWriteEvent, VirtioFeaturesEvent, VirtioRequestEvent, VirtioEventExpectEvent, VirtioResetEvent,
 } from './types';
 export { TraceFormatError, TRACE_OPS } from './types';
 export { parseHeader, parseEvent, parseEventLine } from './parse';

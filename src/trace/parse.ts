@@ -259,6 +259,8 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
     }
     case 'virtio.event.expect':
       return { op, line, data: f.data('data') };
+    case 'virtio.reset':
+      return { op, line };
     default:
       throw new TraceFormatError(line, `unknown op ${show(op)}`);
   }

@@ -14,6 +14,21 @@
  * rec.flush(); out.end();                          // at the end: the last chunk
  * ```
  *
+ * Every model: a register-based one (VT-d, SMMUv3, AMD-Vi) is driven through
+ * `mmioRead`/`mmioWrite`, a request-based one (virtio-iommu) through the
+ * `virtio*` methods, which mirror VirtioIommuOps (src/core/model.ts) and
+ * record trace-v1's request-level ops (`virtio.config.read` with `expect`,
+ * `virtio.config.write`, `virtio.features`, `virtio.request` with `expect`,
+ * `virtio.event.expect` for each fault report the emulator takes,
+ * `virtio.reset`). Calling an op the model does not have throws an Error
+ * naming the model, before anything is recorded.
+ *
+ * PASID: trace v1's `notifier.add` has no `pasid` field (docs/trace-format.md),
+ * so a listener registered on a PASID address space is registered on the
+ * model but not recorded (no `notifier.add`, none of its notifications, a
+ * warning): a replay would register it on the device's address space without
+ * PASID and see other notifications. `translate` and DMA carry their PASID.
+ *
  * Guest CPU writes to RAM: the design choice. The emulator hands the recorder
  * its GuestMemory and the recorder builds the model over a wrapping
  * GuestMemory, but the guest CPU writes RAM directly, so the wrapper cannot
@@ -45,8 +60,8 @@
  */
 import { IOMMUAccessFlags } from '../core/access';
 import { hex } from '../core/guest-addr';
-import { isFault, requireMmio } from '../core/model';
-import type { IOMMUAddressSpace, IOMMUModel, MsiMessage, TranslateResult } from '../core/model';
+import { isFault, isVirtioIommuModel, requireMmio } from '../core/model';
+import type { IOMMUAddressSpace, IOMMUModel, MsiMessage, TranslateResult, VirtioIommuModel } from '../core/model';
 import type { IOMMUNotifier, NotifierHandle, NotifierList } from '../core/notifier-list';
 import type { IOMMUEventType, IOMMUTLBEvent } from '../core/tlb-entry';
 import { dmaRead, dmaWrite } from '../memory/dma';
@@ -54,7 +69,7 @@ import type { DmaReadResult, DmaResult } from '../memory/dma';
 import type { GuestMemory } from '../memory/guest-memory';
 import { modelFactory } from './models';
 import type { ModelFactory } from './models';
-import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent } from './types';
+import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent, VirtioConfigReadEvent, VirtioRequestEvent } from './types';
 import { TraceOutput } from './recorder-out';
 import type { PayloadEvent } from './recorder-out';
 import { formatEvent, formatHeader } from './writer';
@@ -215,6 +230,90 @@ export class TraceRecorder {
     return v;
   }
 
+  /** Read of the virtio-iommu configuration space (`virtio.config.read` with `expect`). */
+  virtioConfigRead(offset: number, size: number): bigint {
+    const model = this.virtio('virtio.config.read');
+    const nested = this.begin();
+    let v: bigint | undefined;
+    try {
+      v = model.virtioConfigRead(offset, size);
+    } finally {
+      const ev: VirtioConfigReadEvent = { op: 'virtio.config.read', line: 0, offset, size };
+      if (v !== undefined) ev.expect = v;
+      this.finish(nested, ev);
+    }
+    return v;
+  }
+
+  /** Write of the virtio-iommu configuration space (`virtio.config.write`). */
+  virtioConfigWrite(offset: number, size: number, value: bigint): void {
+    const model = this.virtio('virtio.config.write');
+    const nested = this.begin();
+    try {
+      model.virtioConfigWrite(offset, size, value);
+    } finally {
+      this.finish(nested, { op: 'virtio.config.write', line: 0, offset, size, value });
+    }
+  }
+
+  /** The feature bits the driver acknowledged (`virtio.features`). */
+  virtioFeatures(value: bigint): void {
+    const model = this.virtio('virtio.features');
+    const nested = this.begin();
+    try {
+      model.virtioFeatures(value);
+    } finally {
+      this.finish(nested, { op: 'virtio.features', line: 0, value });
+    }
+  }
+
+  /**
+   * One request from the request queue (`virtio.request` with `expect`, the
+   * bytes the device wrote), then the notifications it caused. `data` is
+   * written out before this returns, so the emulator may reuse its buffer.
+   */
+  virtioRequest(data: Uint8Array, writable: number): Uint8Array {
+    const model = this.virtio('virtio.request');
+    const nested = this.begin();
+    let v: Uint8Array | undefined;
+    try {
+      v = model.virtioRequest(data, writable);
+    } finally {
+      const ev: VirtioRequestEvent = { op: 'virtio.request', line: 0, data, writable };
+      if (v !== undefined) ev.expect = v;
+      this.finish(nested, ev);
+    }
+    return v;
+  }
+
+  /**
+   * The oldest fault report on the event queue, as the emulator takes it to
+   * hand to the driver (`virtio.event.expect`, in order). Nothing is
+   * recorded when there is none (trace v1 has no "no event" check).
+   */
+  virtioTakeEvent(): Uint8Array | undefined {
+    const model = this.virtio('virtio.event.expect');
+    const nested = this.begin();
+    let e: Uint8Array | undefined;
+    try {
+      e = model.virtioTakeEvent();
+    } finally {
+      this.finish(nested, e === undefined ? undefined : { op: 'virtio.event.expect', line: 0, data: e });
+    }
+    return e;
+  }
+
+  /** Device reset by the driver (`virtio.reset`): the listeners' UNMAPs (C8) follow it. */
+  virtioReset(): void {
+    const model = this.virtio('virtio.reset');
+    const nested = this.begin();
+    try {
+      model.virtioReset();
+    } finally {
+      this.finish(nested, { op: 'virtio.reset', line: 0 });
+    }
+  }
+
   /** One translation as a device requests it (`translate` with `expect`). */
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
     const nested = this.begin();
@@ -278,7 +377,9 @@ export class TraceRecorder {
    */
   expectView(handle: RecordedNotifierHandle): void {
     const st = this.handles.get(handle);
-    if (st === undefined || !st.inner.registered) throw new Error(`TraceRecorder: expectView of a listener that is not registered`);
+    if (st === undefined || !st.inner.registered) {
+      throw new Error(`TraceRecorder: expectView of a listener that is not registered${handle.registered ? ' in the trace (a PASID listener, see warnings)' : ''}`);
+    }
     const entries = st.list.view(st.inner).map((e) => ({ iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm }));
     this.finish(this.begin(), { op: 'view.expect', line: 0, id: handle.traceId, entries });
   }
@@ -291,7 +392,7 @@ export class TraceRecorder {
       const inner = this.model.addressSpace(sid, pasid);
       as = {
         sid, pasid, inner,
-        registerNotifier: (notifier, id) => this.register(inner, sid, notifier, id),
+        registerNotifier: (notifier, id) => this.register(inner, sid, pasid, notifier, id),
       };
       this.spaces.set(key, as);
     }
@@ -299,6 +400,12 @@ export class TraceRecorder {
   }
 
   // ---- internals --------------------------------------------------------------
+
+  /** The model as a virtio-iommu, or an Error naming the model and the op (nothing recorded). */
+  private virtio(op: string): VirtioIommuModel {
+    if (!isVirtioIommuModel(this.model)) throw new Error(`TraceRecorder: ${op} needs a virtio-iommu model; this one is ${this.model.kind}`);
+    return this.model;
+  }
 
   private translator(sid: number, pasid: number | undefined): (iova: bigint, write: boolean) => TranslateResult {
     const key = `${sid}/${pasid ?? ''}`;
@@ -311,7 +418,7 @@ export class TraceRecorder {
     return f;
   }
 
-  private register(inner: IOMMUAddressSpace, sid: number, notifier: IOMMUNotifier, id: string | undefined): RecordedNotifierHandle {
+  private register(inner: IOMMUAddressSpace, sid: number, pasid: number | undefined, notifier: IOMMUNotifier, id: string | undefined): RecordedNotifierHandle {
     let traceId = id;
     if (traceId === undefined) {
       do traceId = `n${this.nextId++}`; while (this.ids.has(traceId));
@@ -319,6 +426,8 @@ export class TraceRecorder {
       throw new Error(`TraceRecorder: listener id "${traceId}" is already registered`);
     }
     const tid = traceId;
+    // trace v1's notifier.add has no pasid: such a listener is not recorded at all (see the module comment).
+    const traced = pasid === undefined;
     let innerHandle: NotifierHandle | undefined;
     const recorder = this;
     const handle: RecordedNotifierHandle = {
@@ -328,7 +437,7 @@ export class TraceRecorder {
       get registered() { return innerHandle?.registered ?? false; },
       dispose() {
         if (innerHandle === undefined || !innerHandle.registered) return;
-        recorder.unregister(tid, innerHandle);
+        recorder.unregister(tid, innerHandle, traced);
       },
     };
     const wrapped: IOMMUNotifier = {
@@ -336,7 +445,7 @@ export class TraceRecorder {
       start: notifier.start,
       end: notifier.end,
       notify: (event: IOMMUTLBEvent) => {
-        this.onNotify(tid, event);
+        if (traced) this.onNotify(tid, event);
         notifier.notify(event, handle);
       },
     };
@@ -349,20 +458,22 @@ export class TraceRecorder {
     } catch (e) {
       refused = e;
     } finally {
-      this.finish(nested, refused === undefined ? ev : undefined);
+      this.finish(nested, refused === undefined && traced ? ev : undefined);
     }
     if (refused !== undefined) {
       this.warnings.push(`listener "${tid}" (sid ${hex(sid)}) was refused by the model and not recorded: ${refused instanceof Error ? refused.message : String(refused)}`);
       throw refused;
     }
     this.ids.add(tid);
-    this.handles.set(handle, { inner: innerHandle!, list: inner.notifiers });
+    if (traced) this.handles.set(handle, { inner: innerHandle!, list: inner.notifiers });
+    else this.warnings.push(`listener "${tid}" (sid ${hex(sid)} pasid ${pasid}) is registered but not recorded: trace v1's notifier.add has no pasid field`);
     return handle;
   }
 
-  private unregister(id: string, inner: NotifierHandle): void {
+  private unregister(id: string, inner: NotifierHandle, traced: boolean): void {
     inner.dispose();
     this.ids.delete(id);
+    if (!traced) return;
     const line = formatEvent({ op: 'notifier.del', line: 0, id });
     if (this.inOp) {
       this.warnings.push(`listener "${id}" was removed during an operation; its notifier.del follows that operation's lines`);

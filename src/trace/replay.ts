@@ -479,6 +479,7 @@ export class Replayer implements TraceHandler {
       case 'virtio.features':
       case 'virtio.request':
       case 'virtio.event.expect':
+      case 'virtio.reset':
         return this.applyVirtio(model, ev);
       default:
         return;
@@ -522,6 +523,9 @@ export class Replayer implements TraceHandler {
         }
         return;
       }
+      case 'virtio.reset':
+        model.virtioReset();
+        return;
       default:
         return;
     }

@@ -73,12 +73,14 @@ export interface VirtioConfigWriteEvent extends Base { op: 'virtio.config.write'
 export interface VirtioFeaturesEvent extends Base { op: 'virtio.features'; value: bigint }
 export interface VirtioRequestEvent extends Base { op: 'virtio.request'; data: Uint8Array; writable: number; expect?: Uint8Array }
 export interface VirtioEventExpectEvent extends Base { op: 'virtio.event.expect'; data: Uint8Array }
+/** The driver reset the device (status 0): domains, mappings and endpoints dropped, `bypass` kept. */
+export interface VirtioResetEvent extends Base { op: 'virtio.reset' }
 
 export type TraceEvent =
   | MemWriteEvent | MemExpectEvent | MmioWriteEvent | MmioReadEvent
   | DmaReadEvent | DmaWriteEvent | TranslateEvent
   | NotifierAddEvent | NotifierDelEvent | NotifyEvent | ViewExpectEvent | MsiExpectEvent
-  | VirtioConfigReadEvent | VirtioConfigWriteEvent | VirtioFeaturesEvent | VirtioRequestEvent | VirtioEventExpectEvent;
+  | VirtioConfigReadEvent | VirtioConfigWriteEvent | VirtioFeaturesEvent | VirtioRequestEvent | VirtioEventExpectEvent | VirtioResetEvent;
 
 export type TraceOp = TraceEvent['op'];
 
@@ -86,7 +88,7 @@ export type TraceOp = TraceEvent['op'];
 export const TRACE_OPS: readonly TraceOp[] = [
   'mem.write', 'mem.expect', 'mmio.write', 'mmio.read', 'dma.read', 'dma.write', 'translate',
   'notifier.add', 'notifier.del', 'notify', 'view.expect', 'msi.expect',
-  'virtio.config.read', 'virtio.config.write', 'virtio.features', 'virtio.request', 'virtio.event.expect',
+  'virtio.config.read', 'virtio.config.write', 'virtio.features', 'virtio.request', 'virtio.event.expect', 'virtio.reset',
 ];
 
 /** A malformed trace (exit status 2): names the line and the reason. */

@@ -108,6 +108,9 @@ export function formatEvent(ev: TraceEvent): string {
     case 'virtio.event.expect':
       s = `{"op":"virtio.event.expect","data":"${hexBytes(ev.data)}"`;
       break;
+    case 'virtio.reset':
+      s = '{"op":"virtio.reset"';
+      break;
   }
   if (ev.note !== undefined) s += `,"note":${q(ev.note)}`;
   return s + '}';

@@ -7,7 +7,8 @@
  * window 0xfee00000-0xfeefffff is never translated (VT-d 3.14), so the kit
  * keeps its IOVAs clear of it; translation can be turned off (GCMD.TE).
  * MAP notifiers need caching mode (C1); with `cachingMode: false` the unit
- * serves UNMAP notifiers only, and the adapter says so.
+ * serves UNMAP notifiers only, and the adapter says so. DEVIOTLB_UNMAP
+ * notifiers need device-iotlb (ECAP.DT), refused without it (C1).
  */
 import type { ConformanceAdapter } from '../../src/conformance';
 import { X86_MSI_RANGE } from '../../src/core';
@@ -22,14 +23,15 @@ export interface VtdCtx {
   guest: VtdGuest;
 }
 
-export function vtdAdapter(awBits: 39 | 48, opts: { cachingMode?: boolean } = {}): ConformanceAdapter<VtdCtx> {
+export function vtdAdapter(awBits: 39 | 48, opts: { cachingMode?: boolean; deviceIotlb?: boolean } = {}): ConformanceAdapter<VtdCtx> {
   const cachingMode = opts.cachingMode ?? true;
+  const deviceIotlb = opts.deviceIotlb ?? false;
   return {
-    capabilities: { mapNotifiers: cachingMode, iovaBits: awBits, reservedIova: [X86_MSI_RANGE], mapping: 'tables' },
+    capabilities: { mapNotifiers: cachingMode, devIotlbUnmap: deviceIotlb, iovaBits: awBits, reservedIova: [X86_MSI_RANGE], mapping: 'tables' },
     create: () => {
       // 3-level tables (aw 39) reach 2^39, 4-level (aw 48) 2^48.
       const ram = new SparseRam([{ base: 0, size: 0x1000_0000 }]);
-      const vtd = createIntelVtd({ awBits, cachingMode }, ram);
+      const vtd = createIntelVtd({ awBits, cachingMode, deviceIotlb }, ram);
       const guest = new VtdGuest(ram, vtd, { awBits, sid: 0x20 });
       guest.setup();
       return { ram, vtd, guest };

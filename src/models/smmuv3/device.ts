@@ -26,8 +26,8 @@ import { dmaRead, dmaWrite } from '../../memory/dma';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
 import type { SmmuV3Config } from './config';
-import { SmmuIotlb, slotKey } from './iotlb';
-import type { IotlbBucket, IotlbEntry } from './iotlb';
+import { SmmuIotlb } from './iotlb';
+import type { IotlbEntry } from './iotlb';
 import {
   AIDR, BASE_ADDR_MASK, CERROR_ABT, CERROR_ILL, CMD, CR0_CMDQEN, CR0_EVENTQEN, CR0_RESERVED, CR0_SMMUEN, EVT,
   GBPA_ABORT, GBPA_RESET, GBPA_UPDATE, GERROR_CMDQ_ERR, GERROR_EVENTQ_ABT_ERR, ID_REGS, IDR1, IDR3, IDR5, idr0,
@@ -78,8 +78,19 @@ interface TransCfg {
   tbi: number;
   record: boolean;
   tt: [S1Table, S1Table];
-  /** IOTLB buckets for TTB0 / TTB1 (stage 2 only: both the S2 bucket). */
-  buckets: [IotlbBucket, IotlbBucket];
+  /** IOTLB buckets of (ASID, VMID, TG) for TTB0 / TTB1 (stage 2 only: both the S2 bucket). */
+  buckets: [number, number];
+  /**
+   * translate()'s hit path: input addresses below `hotLimit` (0: none) use
+   * IOTLB bucket `hotBucket` with levels from `hotStart` (block sizes
+   * `hotFrames`); `hotPermMask` is the access bits a cached entry is checked
+   * for (QEMU checks only writes against a stage-1 entry).
+   */
+  hotLimit: number;
+  hotBucket: number;
+  hotStart: number;
+  hotFrames: readonly number[];
+  hotPermMask: number;
 }
 
 interface Queue {
@@ -573,9 +584,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     let removed: IotlbEntry[] | undefined;
     if (ttl && pages === 1n && asid >= 0 && iova < TWO48n) {
       // QEMU: the exact (asid, iova, tg, ttl) key first; done if it held an entry.
-      const bucket = this.iotlb.bucket(asid, vmid, tg);
-      const key = slotKey(Number(iova), levelShift(ttl, tg * 2 + 10), ttl);
-      const e = bucket.get(key);
+      const e = this.iotlb.get(this.iotlb.bucket(asid, vmid, tg), ttl, Number(iova >> 12n));
       if (e !== undefined && e.entry.iova === iova && matches(e)) removed = this.iotlb.removeWhere((x) => x === e);
     }
     removed ??= this.iotlb.removeWhere((e) => matches(e) && (
@@ -754,7 +763,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     if (!ste.v) return badSte;
     const cfg: TransCfg = {
       aborted: false, bypassed: false, s1: false, s2: undefined, asid: -1, vmid: -1, tbi: 0, record: false,
-      tt: [DISABLED_TT, DISABLED_TT], buckets: [NO_BUCKET, NO_BUCKET],
+      tt: [DISABLED_TT, DISABLED_TT], buckets: [-1, -1], hotLimit: 0, hotBucket: -1, hotStart: 0, hotFrames: FRAMES_4K, hotPermMask: 3,
     };
     if ((ste.config & 4) === 0) {
       cfg.aborted = true;
@@ -776,8 +785,10 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     }
     if (ste.s1CdMax !== 0 || ste.s1Stalld) return badSte;
     if (!s1) {
-      const b = this.iotlb.bucket(-1, cfg.vmid, granuleToTg(cfg.s2!.granule));
+      const s2c = cfg.s2!;
+      const b = this.iotlb.bucket(-1, cfg.vmid, granuleToTg(s2c.granule));
       cfg.buckets = [b, b];
+      setHot(cfg, b, Math.min(s2c.startLevel, s1StartLevel(s2c.tsz, s2c.granule)), s2c.granule, s2c.tsz, 3);
       return cfg;
     }
     // The CD: at an IPA when stage 2 is on (IHI 0070 5.2 S1ContextPtr).
@@ -790,7 +801,11 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       cdAddr = BigInt(r.out + (Number(cdAddr) % 2 ** r.sizeLog2));
     }
     if (!this.fetch(cdAddr, raw)) return new ConfigFault(EVT.F_CD_FETCH, ste.s1ContextPtr);
-    return this.decodeCd(raw, cfg) ? cfg : new ConfigFault(EVT.C_BAD_CD);
+    if (!this.decodeCd(raw, cfg)) return new ConfigFault(EVT.C_BAD_CD);
+    const t0 = cfg.tt[0];
+    // Below 2^48, TTB0 is selected exactly below 2^(64 - T0SZ) (select_tt: bit 55 is 0, so never TTB1).
+    if (!t0.disabled) setHot(cfg, cfg.buckets[0], s1StartLevel(t0.tsz, t0.granule), t0.granule, t0.tsz, cfg.s2 ? 3 : 2);
+    return cfg;
   }
 
   /** QEMU decode_ste_s2_cfg (8.1+): the STE.S2* checks; undefined for C_BAD_STE. */
@@ -856,14 +871,30 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
   // Translation
 
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags): TranslateResult {
-    const a = BigInt.asUintN(64, iova);
+    // Hit path: SMMU on, decoded configuration, input address below its limit, IOTLB hit.
+    if ((this.cr0 & CR0_SMMUEN) !== 0 && iova >= 0n && iova < TWO48n) {
+      const c = this.configs[sid];
+      if (c !== undefined && c.hotLimit > 0) {
+        const ia = exactNumber(iova);
+        if (ia < c.hotLimit) {
+          const e = this.iotlb.lookup(c.hotBucket, c.hotStart, c.hotFrames, Math.floor(ia / 4096));
+          if (e !== undefined && (access & c.hotPermMask & ~e.entry.perm) === 0) return e.entry;
+        }
+      }
+    }
+    return this.translateSlow(sid, BigInt.asUintN(64, iova), access);
+  }
+
+  /** QEMU smmuv3_translate. */
+  private translateSlow(sid: number, a: bigint, access: IOMMUAccessFlags): TranslateResult {
     if ((this.cr0 & CR0_SMMUEN) === 0) {
       // GBPA: QEMU 7.2 has none (bypass); 8.1+ aborts with GBPA.ABORT, recording nothing.
       if (this.gbpa & GBPA_ABORT) return this.fault(sid, a, access, 0, false);
       return identity(a, access);
     }
     if (!Number.isInteger(sid) || sid < 0 || sid > 0xffff) {
-      return this.fail(sid & 0xffff, a, access, { type: EVT.C_BAD_STREAMID, sid, addr: 0n, addr2: 0n, rnw: false, s2: false, cls: 0 });
+      this.guestError(`translate for StreamID ${sid}, not a 16-bit StreamID`);
+      return this.fault(0, a, access, EVT.C_BAD_STREAMID, false);
     }
     const c = this.getConfig(sid);
     if (c instanceof ConfigFault) {
@@ -871,12 +902,13 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     }
     if (c.aborted) return this.fault(sid, a, access, 0, false); // no event on abort
     if (c.bypassed) return identity(a, access);
-    const write = (access & IOMMUAccessFlags.WO) !== 0;
-    let bucket: IotlbBucket;
+    const ia = a < TWO48n ? exactNumber(a) : -1;
+    let bucket: number;
     let g: number;
     let start: number;
+    let tt: S1Table | undefined;
     if (c.s1) {
-      const tt = this.selectTt(c, a);
+      tt = ia >= 0 ? selectTtLow(c, ia) : this.selectTt(c, a);
       if (tt === undefined || tt.disabled) return this.ptwFault(sid, a, access, c, PTW_TRANSLATION, false, 0, 0);
       bucket = c.buckets[tt === c.tt[0] ? 0 : 1];
       g = tt.granule;
@@ -887,27 +919,29 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       g = s2.granule;
       start = Math.min(s2.startLevel, s1StartLevel(s2.tsz, g));
     }
-    // IOTLB (QEMU smmu_iotlb_lookup: one key per level the walk may end at).
-    const ia = a < TWO48n ? Number(a) : -1;
+    const frames = framesOf(g);
     if (ia >= 0) {
-      for (let level = Math.max(start, 0); level <= 3; level++) {
-        const e = bucket.get(slotKey(ia, levelShift(level, g), level));
-        if (e === undefined) continue;
-        // QEMU checks only writes against a cached stage-1 leaf; stage 2 also checks reads.
-        const missing = c.s1 && !c.s2 ? (write && (e.entry.perm & 2) === 0 ? 2 : 0) : access & ~e.entry.perm & 3;
+      const e = this.iotlb.lookup(bucket, Math.max(start, 0), frames, Math.floor(ia / 4096));
+      if (e !== undefined) {
+        // QEMU checks only writes against a cached stage-1 leaf; with stage 2 reads are checked too.
+        const missing = access & (c.s2 ? 3 : 2) & ~e.entry.perm;
         if (missing) return this.ptwFault(sid, a, access, c, PTW_PERMISSION, !c.s1, c.s1 ? 0 : CLASS_IN, c.s1 ? 0 : ia);
         return e.entry;
       }
     }
     const r = this.walk;
-    const status = ia < 0 ? this.walkHigh(c, a, access, r) : this.walkTables(c, a, access, r);
+    const status = ia < 0 ? this.walkHigh(c, a, access, r) : this.walkTables(c, a, access, r, tt);
     if (status !== PTW_OK) return this.ptwFault(sid, a, access, c, status, r.s2, r.cls, r.faultAddr);
-    const mask = (1n << BigInt(r.sizeLog2)) - 1n;
-    const entry: IOMMUTLBEntry = { iova: a & ~mask, translatedAddr: BigInt(r.out), addrMask: mask, perm: r.perm as IOMMUAccessFlags };
+    const size = 2 ** r.sizeLog2;
+    const entry: IOMMUTLBEntry = {
+      iova: ia >= 0 ? BigInt(ia - (ia % size)) : a & ~MASKS[r.sizeLog2]!, translatedAddr: BigInt(r.out), addrMask: MASKS[r.sizeLog2]!,
+      perm: r.perm as IOMMUAccessFlags,
+    };
     if (ia >= 0 && r.level >= 0) {
-      const tg = granuleToTg(g);
-      this.iotlb.insert(bucket, slotKey(ia, r.sizeLog2, r.level), {
-        asid: c.asid, vmid: c.vmid, tg, level: r.level, s1: c.s1, nested: c.s1 && c.s2 !== undefined, entry,
+      const frame = Math.floor(ia / 4096);
+      this.iotlb.insert({
+        asid: c.asid, vmid: c.vmid, tg: granuleToTg(g), level: r.level, s1: c.s1, nested: c.s1 && c.s2 !== undefined,
+        bucket, frame: frame - (frame % frames[r.level]!), entry,
       });
     }
     return entry;
@@ -930,7 +964,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
    * smaller of the two, its permission the intersection, and it is kept
    * only at a size that is a stage-1 level size: `r.level` -1 otherwise).
    */
-  private walkTables(c: TransCfg, a: bigint, access: number, r: WalkResult): number {
+  private walkTables(c: TransCfg, a: bigint, access: number, r: WalkResult, selected?: S1Table): number {
     const write = (access & IOMMUAccessFlags.WO) !== 0;
     const ia = Number(a & (TWO48n - 1n));
     const s2 = c.s2;
@@ -939,7 +973,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       if (st !== PTW_OK) r.cls = CLASS_IN;
       return st;
     }
-    const tt = this.selectTt(c, a);
+    const tt = selected ?? this.selectTt(c, a);
     if (tt === undefined || tt.disabled) {
       r.s2 = false;
       return (r.status = PTW_TRANSLATION);
@@ -1041,7 +1075,36 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
   }
 }
 
-const NO_BUCKET: IotlbBucket = new Map();
+/** Block size in 4 KiB frames of each level, per granule (Arm ARM D8.2). */
+const FRAMES_BY_GRANULE = new Map<number, readonly number[]>([12, 14, 16].map((g) => [g, [0, 1, 2, 3].map((l) => 2 ** (levelShift(l, g) - 12))]));
+const FRAMES_4K = FRAMES_BY_GRANULE.get(12)!;
+
+function framesOf(granule: number): readonly number[] {
+  return FRAMES_BY_GRANULE.get(granule) ?? FRAMES_4K;
+}
+
+/** addrMask of a leaf of 2^n bytes. */
+const MASKS: readonly bigint[] = Array.from({ length: 65 }, (_, n) => (1n << BigInt(n)) - 1n);
+
+/** Sets translate()'s hit-path fields of a configuration (input limit 2^(64 - tsz), at most 2^48). */
+function setHot(c: TransCfg, bucket: number, start: number, granule: number, tsz: number, permMask: number): void {
+  c.hotLimit = 2 ** Math.min(48, 64 - tsz);
+  c.hotBucket = bucket;
+  c.hotStart = Math.max(0, start);
+  c.hotFrames = framesOf(granule);
+  c.hotPermMask = permMask;
+}
+
+/** Scratch for `exactNumber`: Number(bigint) costs several times a typed-array store on node 20. */
+const U64_SCRATCH = new BigUint64Array(1);
+const F64_VIEW = new Uint32Array(U64_SCRATCH.buffer);
+const LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** `v` (0 <= v < 2^48, checked by the caller) as a number. */
+function exactNumber(v: bigint): number {
+  U64_SCRATCH[0] = v;
+  return LITTLE ? F64_VIEW[1]! * 0x1_0000_0000 + F64_VIEW[0]! : F64_VIEW[0]! * 0x1_0000_0000 + F64_VIEW[1]!;
+}
 
 /** The event type of a failed stage-2 walk. */
 function s2EventType(status: number): number {
@@ -1057,6 +1120,18 @@ function s2EventType(status: number): number {
 /** TG of the IOTLB key (QEMU: (granule - 10) / 2). */
 function granuleToTg(granule: number): number {
   return (granule - 10) >> 1;
+}
+
+/**
+ * select_tt for an input address below 2^48: its bit 55 and top byte are 0,
+ * so TBI does not matter and TTB1 (all ones above T1SZ) never matches.
+ */
+function selectTtLow(c: TransCfg, ia: number): S1Table | undefined {
+  const t0 = c.tt[0];
+  if (t0.tsz && ia < 2 ** (64 - t0.tsz)) return t0;
+  if (!t0.tsz) return t0;
+  if (!c.tt[1].tsz) return c.tt[1];
+  return undefined;
 }
 
 /** Bits [64 - tsz, 64 - 8 * tbi) of iova (QEMU select_tt's extract64). */

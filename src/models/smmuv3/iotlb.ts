@@ -5,9 +5,12 @@
  * QEMU 7.2 has no VMID in the key; the model uses VMID -1 for every entry of
  * a stage-1-only configuration, which is the same thing.
  *
- * Layout: one bucket per (ASID, VMID, TG), held by the decoded configuration
- * of every stream that uses it, so a hit costs one Map lookup per level the
- * walk could have ended at. Internal to the smmuv3 model.
+ * Layout, for translate()'s hit path: (ASID, VMID, TG) is numbered once per
+ * decoded configuration (a "bucket"), and the table is open-addressed over
+ * typed arrays keyed by (4 KiB frame of the block's start, bucket * 4 +
+ * level), with a count per level so a lookup skips levels nothing is cached
+ * at. Invalidations (rare, at most 256 entries) rebuild the table from the
+ * survivors. Internal to the smmuv3 model.
  */
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
 
@@ -23,69 +26,133 @@ export interface IotlbEntry {
   readonly s1: boolean;
   /** Stage 1 result of a nested configuration (TLBI_S2_IPA must drop it: its IPA is not kept). */
   readonly nested: boolean;
+  /** Bucket number of (asid, vmid, tg). */
+  readonly bucket: number;
+  /** 4 KiB frame of the entry's first byte (its key). */
+  readonly frame: number;
   /** The translation: iova and translatedAddr aligned to addrMask. */
   readonly entry: IOMMUTLBEntry;
 }
 
-/** The entries of one (ASID, VMID, TG), keyed by `aligned iova frame * 4 + level`. */
-export type IotlbBucket = Map<number, IotlbEntry>;
+const SLOTS = 1024; // power of two, four times the cap
+const SLOT_MASK = SLOTS - 1;
+const TWO32 = 0x1_0000_0000;
 
-/** The key of a block of `level` at input address `ia` (a number below 2^48) with leaf shift `shift`. */
-export function slotKey(ia: number, shift: number, level: number): number {
-  return Math.floor(ia / 2 ** shift) * 4 + level;
+function slotOf(frame: number, tag: number): number {
+  const lo = frame >>> 0;
+  const hi = (frame / TWO32) >>> 0;
+  const h = Math.imul(lo ^ Math.imul(hi, 0x85ebca77) ^ Math.imul(tag, 0xc2b2ae3d), 0x9e3779b1);
+  return (h >>> 22) & SLOT_MASK;
 }
 
 export class SmmuIotlb {
-  private readonly buckets = new Map<number, IotlbBucket>();
+  private readonly frames = new Float64Array(SLOTS);
+  private readonly tags = new Int32Array(SLOTS);
+  private readonly gens = new Uint32Array(SLOTS);
+  private readonly slots: Array<IotlbEntry | undefined> = new Array<IotlbEntry | undefined>(SLOTS).fill(undefined);
+  /** Slots whose stamp equals `gen` are occupied. */
+  private gen = 1;
   private count = 0;
+  private readonly perLevel = new Int32Array(4);
+  private readonly bucketIds = new Map<string, number>();
 
-  /** The bucket of (asid, vmid, tg) (-1 for "none"), created on first use and kept across flushes. */
-  bucket(asid: number, vmid: number, tg: number): IotlbBucket {
-    const key = ((asid + 1) * 0x20000 + (vmid + 1)) * 4 + tg;
-    let b = this.buckets.get(key);
-    if (b === undefined) {
-      b = new Map();
-      this.buckets.set(key, b);
+  /** The number of (asid, vmid, tg) (-1 for "none"), assigned on first use. */
+  bucket(asid: number, vmid: number, tg: number): number {
+    const key = `${asid}/${vmid}/${tg}`;
+    let id = this.bucketIds.get(key);
+    if (id === undefined) {
+      id = this.bucketIds.size;
+      this.bucketIds.set(key, id);
     }
-    return b;
+    return id;
   }
 
   get size(): number {
     return this.count;
   }
 
+  private find(frame: number, tag: number): number {
+    let s = slotOf(frame, tag);
+    const gen = this.gen;
+    for (;;) {
+      if (this.gens[s] !== gen) return -1;
+      if (this.frames[s] === frame && this.tags[s] === tag) return s;
+      s = (s + 1) & SLOT_MASK;
+    }
+  }
+
+  /** The entry of `bucket` holding 4 KiB frame `pfn`, trying levels `start`..3 in order (QEMU smmu_iotlb_lookup); `frames[l]` is the block size of level l in frames. */
+  lookup(bucket: number, start: number, frames: readonly number[], pfn: number): IotlbEntry | undefined {
+    if (this.count === 0) return undefined;
+    const n = this.perLevel;
+    for (let level = start; level <= 3; level++) {
+      if (n[level] === 0) continue;
+      const f = frames[level]!;
+      const s = this.find(pfn - (pfn % f), bucket * 4 + level);
+      if (s >= 0) return this.slots[s];
+    }
+    return undefined;
+  }
+
+  /** The entry with exactly this key, or undefined. */
+  get(bucket: number, level: number, frame: number): IotlbEntry | undefined {
+    const s = this.find(frame, bucket * 4 + level);
+    return s < 0 ? undefined : this.slots[s];
+  }
+
   /** Inserts (QEMU smmu_iotlb_insert: a full IOTLB is flushed first). */
-  insert(bucket: IotlbBucket, key: number, e: IotlbEntry): void {
+  insert(e: IotlbEntry): void {
     if (this.count >= IOTLB_MAX) this.clear();
-    if (!bucket.has(key)) this.count++;
-    bucket.set(key, e);
+    this.put(e);
+  }
+
+  private put(e: IotlbEntry): void {
+    const tag = e.bucket * 4 + e.level;
+    let s = slotOf(e.frame, tag);
+    const gen = this.gen;
+    for (;;) {
+      if (this.gens[s] !== gen) {
+        this.gens[s] = gen;
+        this.frames[s] = e.frame;
+        this.tags[s] = tag;
+        this.count++;
+        this.perLevel[e.level]!++;
+        break;
+      }
+      if (this.frames[s] === e.frame && this.tags[s] === tag) break;
+      s = (s + 1) & SLOT_MASK;
+    }
+    this.slots[s] = e;
   }
 
   clear(): void {
-    for (const b of this.buckets.values()) b.clear();
+    this.gen++;
+    if (this.gen === 0xffff_ffff) {
+      this.gens.fill(0);
+      this.gen = 1;
+    }
+    this.slots.fill(undefined);
     this.count = 0;
+    this.perLevel.fill(0);
   }
 
   /** Removes every entry `pred` selects; returns the removed ones. */
   removeWhere(pred: (e: IotlbEntry) => boolean): IotlbEntry[] {
+    if (this.count === 0) return [];
     const removed: IotlbEntry[] = [];
-    if (this.count === 0) return removed;
-    for (const b of this.buckets.values()) {
-      for (const [k, e] of b) {
-        if (pred(e)) {
-          b.delete(k);
-          removed.push(e);
-        }
-      }
-    }
-    this.count -= removed.length;
+    const kept: IotlbEntry[] = [];
+    for (const e of this.entries()) (pred(e) ? removed : kept).push(e);
+    if (removed.length === 0) return removed;
+    this.clear();
+    for (const e of kept) this.put(e);
     return removed;
   }
 
-  /** Every entry (inspection, tests). */
+  /** Every entry (invalidation scans, tests). */
   entries(): IotlbEntry[] {
     const out: IotlbEntry[] = [];
-    for (const b of this.buckets.values()) out.push(...b.values());
+    const gen = this.gen;
+    for (let s = 0; s < SLOTS; s++) if (this.gens[s] === gen) out.push(this.slots[s]!);
     return out;
   }
 }
