@@ -38,8 +38,14 @@ export interface AmdViLimits {
 }
 
 const TWO_32 = 4294967296;
-const TWO_36 = 2 ** 36;
 const U64 = (1n << 64n) - 1n;
+
+/** The iova's 32-bit halves without allocating (a bigint written into a typed array). */
+const IOVA_U64 = new BigUint64Array(1);
+const IOVA_U32 = new Uint32Array(IOVA_U64.buffer);
+const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+const LO = LITTLE ? 0 : 1;
+const HI = LITTLE ? 1 : 0;
 
 /** addrMask of a 2^shift page, shift 12..64. */
 const MASKS: bigint[] = [];
@@ -129,6 +135,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     this.cmdHalted = this.evtStopped = false;
     this.devtab = this.cmdbuf = this.cmdHead = this.cmdTail = 0;
     this.cmdbufLen = 1;
+    this.iommuEn = this.exclusionOn = false;
   }
 
   private reg(offset: number): bigint {
@@ -144,8 +151,13 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   }
 
   private get enabled(): boolean {
-    return (this.ctrl() & CTRL.IOMMU_EN) !== 0;
+    return this.iommuEn;
   }
+
+  /** CONTROL.IommuEn (kept in a field: translate() reads it on every call). */
+  private iommuEn = false;
+  /** Spec: EXCL_BASE.ExEn (kept in a field for the same reason). */
+  private exclusionOn = false;
 
   /** Reads `size` bytes at `offset`; outside the 16 KiB region: all ones (QEMU amdvi_mmio_read). */
   mmioRead(offset: number, size: 4 | 8): bigint {
@@ -222,6 +234,9 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       case REG.CMD_TAIL:
         this.runCommands();
         break;
+      case REG.EXCL_BASE:
+        this.exclusionOn = (this.reg(reg) & 1n) !== 0n;
+        break;
       default: break;
     }
   }
@@ -238,6 +253,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       if ((now & CTRL.CMD_BUF_EN) !== 0 && (before & CTRL.CMD_BUF_EN) === 0) this.cmdHalted = false;
       if ((now & CTRL.EVENT_LOG_EN) !== 0 && (before & CTRL.EVENT_LOG_EN) === 0) this.evtStopped = false;
     }
+    this.iommuEn = (now & CTRL.IOMMU_EN) !== 0;
     this.updateRunBits();
     if (this.enabled !== this.wasEnabled) {
       this.wasEnabled = this.enabled;
@@ -382,8 +398,8 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
         const devid = c.w0 & 0xffff;
         if ((c.w2 & 1) !== 0) this.iotlb.removeIf((s) => s.devid === devid);
         else {
-          const pfn = ((c.w2 >>> 12) + c.w3 * 2 ** 20);
-          this.iotlb.remove(qemuBucket(pfn, devid), pfn % TWO_36);
+          // The key of that page: (address >> 12) | (DeviceID << 36).
+          this.iotlb.remove(((c.w3 >>> 16) | devid) & 0xffff, (c.w3 & 0xffff) * 0x10_0000 + (c.w2 >>> 12));
         }
         this.deviceIotlbUnmap(devid, c);
         break;
@@ -498,16 +514,19 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, _pasid?: number): TranslateResult {
     // QEMU amdvi_translate: IOMMU off -> untranslated; the interrupt window is never translated
     // (write-only identity). The spec profile keeps both: interrupts are not DMA here.
-    if (!this.enabled) return identity(iova, IOMMUAccessFlags.RW);
-    if (iova >= INT_WINDOW_FIRST && iova <= INT_WINDOW_LAST) return identity(iova, IOMMUAccessFlags.WO);
-    return this.q72 ? this.translateQemu72(sid & 0xffff, iova, access) : this.translateSpec(sid & 0xffff, iova, access);
+    if (!this.iommuEn) return identity(iova, IOMMUAccessFlags.RW);
+    IOVA_U64[0] = iova;
+    const lo = IOVA_U32[LO]!;
+    const hi = IOVA_U32[HI]!;
+    if (hi === 0 && lo >= INT_WINDOW_FIRST && lo <= INT_WINDOW_LAST) return identity(iova, IOMMUAccessFlags.WO);
+    return this.q72 ? this.translateQemu72(sid & 0xffff, iova, lo, hi, access) : this.translateSpec(sid & 0xffff, iova, lo, hi, access);
   }
 
   /** QEMU 7.2 amdvi_do_translate (shared findings "Device table entry", "Page walk", "IOTLB"). */
-  private translateQemu72(sid: number, iova: bigint, access: IOMMUAccessFlags): TranslateResult {
-    const pfn = Number(iova >> 12n);
-    const bucket = qemuBucket(pfn, sid);
-    const key = pfn % TWO_36;
+  private translateQemu72(sid: number, iova: bigint, lo: number, hi: number, access: IOMMUAccessFlags): TranslateResult {
+    // Key (iova >> 12) | (DeviceID << 36): iova bits 48-63 land on the DeviceID.
+    const bucket = ((hi >>> 16) | sid) & 0xffff;
+    const key = (hi & 0xffff) * 0x10_0000 + (lo >>> 12);
     // Looked up before the DTE; a hit grants the leaf's IR/IW only.
     const hit = this.iotlb.lookup(bucket, key);
     if (hit !== undefined) return hit.entry;
@@ -517,19 +536,19 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     if (!dte.v) return identity(iova, IOMMUAccessFlags.RW); // not cached
     if (!dte.tv || dte.mode === 0) {
       if (dte.perm === 0) return this.fault(0, false, sid, iova, access);
-      return this.cache(bucket, key, sid, dte.domid, identity(iova, dte.perm as IOMMUAccessFlags), pfn, 1);
+      return this.cache(bucket, key, sid, dte.domid, identity(iova, dte.perm as IOMMUAccessFlags), hi * 0x10_0000 + (lo >>> 12), 1);
     }
     if (dte.mode === 7) return this.fault(0, false, sid, iova, access);
-    const r = walkQemu72(this.mem, dte, Number(iova & 0xffff_ffffn), Number(iova >> 32n), access, this.walkOut);
+    const r = walkQemu72(this.mem, dte, lo, hi, access, this.walkOut);
     if (!r.ok) {
       if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID 0x${sid.toString(16)} at iova 0x${iova.toString(16)} took ${64} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
       return this.fault(r.code, false, sid, iova, access);
     }
-    return this.cacheWalk(bucket, key, sid, dte.domid, iova, r.xlat, r.shift, r.perm);
+    return this.cacheWalk(bucket, key, sid, dte.domid, iova, lo, hi, r.xlat, r.shift, r.perm);
   }
 
   /** Spec 48882 "Address Translation" for one access. */
-  private translateSpec(sid: number, iova: bigint, access: IOMMUAccessFlags): TranslateResult {
+  private translateSpec(sid: number, iova: bigint, lo: number, hi: number, access: IOMMUAccessFlags): TranslateResult {
     const rw = access & 2 ? EVF.RW : 0;
     let dte = this.dteCache[sid];
     if (dte === undefined) {
@@ -548,21 +567,21 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     }
     if (!dte.v) return identity(iova, IOMMUAccessFlags.RW); // V=0: the other fields are ignored
     if (dte.reserved || dte.mode === 7) return this.dteFault(EVENT.ILLEGAL_DEV_TABLE_ENTRY, dte, sid, iova, access, rw | EVF.RZ);
-    if (this.excluded(dte, iova)) return identity(iova, IOMMUAccessFlags.RW);
+    if (this.exclusionOn && this.excluded(dte, iova)) return identity(iova, IOMMUAccessFlags.RW);
     if (!dte.tv || dte.mode === 0) {
       // Untranslated; IR/IW still apply (TV=0: the spec leaves them in force, QEMU 7.2 agrees).
       if ((dte.perm & access) !== access) return this.dteFault(EVENT.IO_PAGE_FAULT, dte, sid, iova, access, rw | EVF.PR | EVF.PE);
       return identity(iova, dte.perm as IOMMUAccessFlags);
     }
-    const pfn = Number(iova >> 12n);
+    const pfn = hi * 0x10_0000 + (lo >>> 12);
     const hit = this.iotlb.lookup(sid, pfn);
     if (hit !== undefined && hit.domid === dte.domid) {
       if ((hit.entry.perm & access) === access) return hit.entry;
       return this.dteFault(EVENT.IO_PAGE_FAULT, dte, sid, iova, access, rw | EVF.PR | EVF.PE);
     }
-    const r = walkSpec(this.mem, dte, Number(iova & 0xffff_ffffn), Number(iova >> 32n), access, this.walkOut);
+    const r = walkSpec(this.mem, dte, lo, hi, access, this.walkOut);
     if (!r.ok) return this.dteFault(r.code, dte, sid, iova, access, r.flags, r.eventAddr);
-    return this.cacheWalk(sid, pfn, sid, dte.domid, iova, r.xlat, r.shift, r.perm);
+    return this.cacheWalk(sid, pfn, sid, dte.domid, iova, lo, hi, r.xlat, r.shift, r.perm);
   }
 
   /** Spec "Exclusion Range": with ExEn, and Allow or the DTE's EX, [base, limit | 0xfff] is untranslated. */
@@ -592,12 +611,15 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     return f;
   }
 
-  private cacheWalk(bucket: number, key: number, sid: number, domid: number, iova: bigint, xlat: number, shift: number, perm: number): IOMMUTLBEntry {
+  private cacheWalk(bucket: number, key: number, sid: number, domid: number, iova: bigint, lo: number, hi: number, xlat: number, shift: number, perm: number): IOMMUTLBEntry {
     const mask = MASKS[shift]!;
-    const entry: IOMMUTLBEntry = { iova: iova & ~mask, translatedAddr: BigInt(xlat), addrMask: mask, perm: perm as IOMMUAccessFlags };
+    const pfn = hi * 0x10_0000 + (lo >>> 12);
     const pages = 2 ** (shift - 12);
-    const firstPfn = Number(iova >> 12n);
-    return this.cache(bucket, key, sid, domid, entry, firstPfn - (firstPfn % pages), pages);
+    const firstPfn = pfn - (pfn % pages);
+    // The page's iova as an exact number when it is one (below 2^53), else in bigint.
+    const base = firstPfn < 0x20_0000_0000 ? BigInt(firstPfn * 4096) : iova & ~mask;
+    const entry: IOMMUTLBEntry = { iova: base, translatedAddr: BigInt(xlat), addrMask: mask, perm: perm as IOMMUAccessFlags };
+    return this.cache(bucket, key, sid, domid, entry, firstPfn, pages);
   }
 
   private cache(bucket: number, key: number, devid: number, domid: number, entry: IOMMUTLBEntry, firstPfn: number, pages: number): IOMMUTLBEntry {
@@ -748,11 +770,6 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       for (const as of this.spaces.spaces()) as.notifyUnmap();
     });
   }
-}
-
-/** QEMU 7.2's IOTLB key `(iova >> 12) | (DeviceID << 36)` as (bucket, key): iova bits 48-63 land on the DeviceID. */
-function qemuBucket(pfn: number, devid: number): number {
-  return (Math.floor(pfn / TWO_36) | devid) & 0xffff;
 }
 
 /** An untranslated 4 KiB translation of `iova`. */

@@ -100,5 +100,5 @@ export const EVF = {
 } as const;
 
 /** Interrupt address window: never translated (write-only identity). */
-export const INT_WINDOW_FIRST = 0xfee0_0000n;
-export const INT_WINDOW_LAST = 0xfeef_ffffn;
+export const INT_WINDOW_FIRST = 0xfee0_0000;
+export const INT_WINDOW_LAST = 0xfeef_ffff;

@@ -83,11 +83,21 @@ export function s1StartLevel(tsz: number, granule: number): number {
 
 const TWO32 = 0x1_0000_0000;
 
-/** Bits 47:shift of a descriptor (QEMU PTE_ADDRESS: higher bits are dropped). */
+/**
+ * Bits 47:shift of a descriptor (QEMU PTE_ADDRESS: higher bits are dropped),
+ * with integer operations only (the walk's hot path).
+ */
 function descAddr(lo: number, hi: number, shift: number): number {
-  const a = (hi & 0xffff) * TWO32 + (lo >>> 0);
-  const unit = 2 ** shift;
-  return Math.floor(a / unit) * unit;
+  if (shift >= 32) return ((hi & 0xffff) & ~((1 << (shift - 32)) - 1)) * TWO32;
+  return (hi & 0xffff) * TWO32 + ((lo & ~((1 << shift) - 1)) >>> 0);
+}
+
+/** Bits [shift, shift + width) of the address hi:lo (32-bit halves), width <= 31. */
+function field(hi: number, lo: number, shift: number, width: number): number {
+  const mask = (1 << width) - 1;
+  if (shift >= 32) return (hi >>> (shift - 32)) & mask;
+  if (shift + width <= 32) return (lo >>> shift) & mask;
+  return ((lo >>> shift) | (hi << (32 - shift))) & mask;
 }
 
 /**
@@ -107,42 +117,41 @@ export function walkS1(mem: GuestMemory, tt: S1Table, ia: number, write: boolean
   const stride = g - 3;
   const inputsize = 64 - tt.tsz;
   // QEMU iova_level_offset: the input address is cut to inputsize bits (TTB1 addresses have ones above).
-  ia %= 2 ** inputsize;
+  const hi = (ia / TWO32) & (inputsize >= 64 ? -1 : inputsize > 32 ? (1 << (inputsize - 32)) - 1 : 0);
+  const lo = inputsize >= 32 ? ia >>> 0 : (ia >>> 0) & ((1 << inputsize) - 1);
   let level = s1StartLevel(tt.tsz, g);
   const tableBytes = 2 ** (inputsize - levelShift(level, g) + 3);
   let base = Math.floor(tt.ttb / tableBytes) * tableBytes;
-  const entries = 2 ** stride;
   r.s2 = false;
   r.cls = 0;
   while (level <= 3) {
-    const shift = levelShift(level, g);
-    const idx = Math.floor(ia / 2 ** shift) % entries;
-    const descIpa = base + idx * 8;
+    const shift = g + (3 - level) * stride;
+    const descIpa = base + field(hi, lo, shift, stride) * 8;
     let desc = descIpa;
     if (fetch !== undefined) {
-      desc = fetch(descIpa, 1, r);
+      desc = fetch(descIpa, CLASS_TT, r);
       if (desc < 0) return r.status;
     }
-    const lo = mem.readU32(desc);
-    const hi = lo < 0 ? -1 : mem.readU32(desc + 4);
-    if (hi < 0) {
+    const dlo = mem.readU32(desc);
+    const dhi = dlo < 0 ? -1 : mem.readU32(desc + 4);
+    if (dhi < 0) {
       r.faultAddr = desc;
       r.cls = CLASS_TT;
       return (r.status = PTW_WALK_EABT);
     }
-    const type = lo & 3;
+    const type = dlo & 3;
     if ((type & 1) === 0 || (level === 3 && type === 1)) break;
     if (level < 3 && type === 3) {
       // APTable[1] (bit 62): no write access below (QEMU: unless CD.HADn).
-      if (write && (hi & 0x4000_0000) !== 0 && !tt.had) return (r.status = PTW_PERMISSION);
-      base = descAddr(lo, hi, g);
+      if (write && (dhi & 0x4000_0000) !== 0 && !tt.had) return (r.status = PTW_PERMISSION);
+      base = descAddr(dlo, dhi, g);
       level++;
       continue;
     }
     // A page (level 3) or a block (QEMU 7.2 takes a block at any level < 3).
-    const ap = (lo >>> 6) & 3;
+    const ap = (dlo >>> 6) & 3;
     if (write && (ap & 2) !== 0) return (r.status = PTW_PERMISSION);
-    r.out = descAddr(lo, hi, shift);
+    r.out = descAddr(dlo, dhi, shift);
     r.sizeLog2 = shift;
     r.level = level;
     r.perm = ap & 2 ? 1 : 3;
@@ -171,11 +180,13 @@ export function walkS2(mem: GuestMemory, s2: S2Config, ipa: number, access: numb
   const startShift = levelShift(level, g);
   const tableBytes = 2 ** Math.max(3, inputsize - startShift + 3);
   let base = Math.floor(s2.ttb / tableBytes) * tableBytes;
-  const entries = 2 ** stride;
+  const hi = (ipa / TWO32) >>> 0;
+  const lo = ipa >>> 0;
   let first = true;
   while (level <= 3) {
     const shift = levelShift(level, g);
-    const idx = first ? Math.floor(ipa / 2 ** shift) : Math.floor(ipa / 2 ** shift) % entries;
+    // The start level indexes every bit above it (concatenated tables); deeper levels `stride` bits.
+    const idx = first ? Math.floor(ipa / 2 ** shift) : field(hi, lo, shift, stride);
     first = false;
     const desc = base + idx * 8;
     const lo = mem.readU32(desc);
