@@ -91,8 +91,11 @@ export class Harness<Ctx = unknown> {
 
   // ---- guest actions ------------------------------------------------------------
 
-  /** Writes a leaf (replacing whatever overlaps it in the tables). Not visible until invalidated. */
-  /** Returns the IOVA span the change affects (the new leaf and every leaf it replaced). */
+  /**
+   * Writes a leaf at kit-relative `rel` (replacing whatever overlaps it in
+   * the tables); not visible until invalidated. Returns the kit-relative span
+   * the change affects (the new leaf and every leaf it replaced).
+   */
   async map(rel: bigint, gpa: bigint, size: PageSize, perm: number): Promise<[bigint, bigint]> {
     const iova = this.at(rel);
     this.step = `map ${hex(iova)} -> ${hex(gpa)} size ${hex(size)} perm ${perm}`;

@@ -8,6 +8,7 @@
  * virtio-iommu, SMMUv3 or AMD-Vi adapters all fit it.
  */
 import type { IOMMUAccessFlags } from '../core/access';
+import type { InclusiveRange } from '../core/guest-addr';
 import type { TranslateResult } from '../core/model';
 import type { IOMMUTLBEvent } from '../core/tlb-entry';
 
@@ -66,7 +67,7 @@ export interface ConformanceCapabilities {
    * (4 GiB of IOVA space) at the first 4 GiB-aligned base that meets none of
    * them and fits iovaBits. Default none.
    */
-  reservedIova?: ReadonlyArray<{ readonly start: bigint; readonly end: bigint }>;
+  reservedIova?: readonly InclusiveRange[];
   /**
    * How the guest tells the IOMMU about mappings: `tables` (default), radix
    * page tables the IOMMU reads at invalidation (VT-d, SMMUv3, AMD-Vi); or
@@ -141,7 +142,7 @@ export interface ResolvedCapabilities {
   mapNotifiers: boolean;
   devIotlbUnmap: boolean | undefined;
   iovaBits: number;
-  reservedIova: ReadonlyArray<{ readonly start: bigint; readonly end: bigint }>;
+  reservedIova: readonly InclusiveRange[];
   mapping: 'tables' | 'requests';
 }
 

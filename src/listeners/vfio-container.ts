@@ -31,6 +31,14 @@ export const X86_MSI_WINDOW = { start: 0xfee00000n, last: 0xfeefffffn, type: 'ms
 
 export type VfioOp = 'MAP_DMA' | 'UNMAP_DMA' | 'PIN_PAGES' | 'RESERVE' | 'DEVICE';
 
+/** What an UNMAP_DMA that stopped on pinned pages had done: bytes unmapped before, pages still pinned, rounds asked. */
+export interface VfioErrorDetail {
+  unmapped: bigint;
+  pinned: bigint[];
+  /** Notification rounds spent on the stuck mapping (see `unpinRetries`). */
+  rounds?: number;
+}
+
 /** An ioctl failed; `errno` is the Linux error name. Nothing changed unless `detail` says so. */
 export class VfioError extends Error {
   override readonly name = 'VfioError';
@@ -42,13 +50,31 @@ export class VfioError extends Error {
     /** Why, in words. */
     readonly reason: string,
     /** UNMAP_DMA that failed part way (pinned pages): what was unmapped before, and the pages still pinned. */
-    readonly detail?: { unmapped: bigint; pinned: bigint[] },
+    readonly detail?: VfioErrorDetail,
   ) {
     super(`${call} = -${ERRNO[errno][0]} (${ERRNO[errno][1]}): ${reason}`);
   }
 
   static is(e: unknown): e is VfioError {
     return e instanceof VfioError;
+  }
+}
+
+/**
+ * A refused change whose unwind failed too (a domain's `unreserve` threw):
+ * `errno`/`reason` are the original failure, `unwindFailures` what could not
+ * be undone. The container's own state is as before the call; the domains
+ * named in `unwindFailures` keep what they refused to give back.
+ */
+export class VfioUnwindError extends VfioError {
+  constructor(
+    original: VfioError,
+    /** The original host failure (a HostDomainError, or what the domain threw). */
+    override readonly cause: unknown,
+    readonly unwindFailures: ReadonlyArray<{ domain: string; error: unknown }>,
+  ) {
+    super(original.op, original.errno, original.call,
+      `${original.reason}; unwind failed in ${unwindFailures.map((f) => f.domain).join(', ')}`, original.detail);
   }
 }
 
@@ -61,6 +87,13 @@ export interface VfioDmaMap {
   read: boolean;
   write: boolean;
 }
+
+/** Why `tryMapDma` refused a map (no Error built). */
+export interface VfioMapRefusal {
+  readonly errno: VfioErrno;
+  readonly reason: string;
+}
+const ENOSPC_REFUSAL: VfioMapRefusal = Object.freeze({ errno: 'ENOSPC', reason: 'dma_avail exhausted' });
 
 /** VFIO_IOMMU_UNMAP_DMA arguments. */
 export interface VfioDmaUnmap {
@@ -114,11 +147,11 @@ export interface HostMapping {
 
 export type VfioContainerEvents = {
   /** A host IOMMU domain failed an operation (the container unwound or kept its record equal to the domain). */
-  hostError: (e: { domain: string; op: 'map' | 'unmap' | 'reserve'; iova: bigint; size: bigint; errno: VfioErrno; message: string }) => void;
+  hostError: (e: { domain: string; op: 'map' | 'unmap' | 'reserve' | 'unreserve'; iova: bigint; size: bigint; errno: VfioErrno; message: string }) => void;
   /** A domain unmapped more than asked (a superpage): `unmapped` bytes from `iova` are gone, other mappings included. */
   hostOverUnmap: (e: { domain: string; iova: bigint; asked: bigint; unmapped: bigint }) => void;
   /** UNMAP_DMA met pinned pages that the vendor drivers did not unpin. */
-  unpinStuck: (e: { iova: bigint; size: bigint; pinned: bigint[] }) => void;
+  unpinStuck: (e: { iova: bigint; size: bigint; pinned: bigint[]; rounds: number }) => void;
   /** An ioctl or in-kernel call was refused (the same error is thrown to the caller). */
   ioctlError: (error: VfioError) => void;
   /** A device stopped DMA (last handle closed, or reset). */
@@ -136,6 +169,12 @@ export interface VfioContainerStats {
   hostErrors: number;
   hostOverUnmaps: number;
   unpinStuck: number;
+  /** dmaUnmap notification rounds (each tells every vendor driver once). */
+  unpinRounds: number;
+  /** MAP_DMA refused through `tryMapDma` (counted in `errors` too, no VfioError built). */
+  refusedMaps: number;
+  /** Domains that failed to give back a reservation while a refused change was unwound. */
+  unwindFailures: number;
   pinnedPages: number;
   devices: number;
   deviceStops: number;
@@ -146,6 +185,14 @@ export interface VfioContainerOptions {
   domains?: HostIommuDomain[];
   /** `dma_entry_limit`; default 65535. */
   dmaEntryLimit?: number;
+  /**
+   * Notification rounds without progress (no pin dropped) that UNMAP_DMA
+   * allows one mapping with pinned pages before it gives up with EBUSY
+   * (default 1). Linux asks the same mapping at most 10 times
+   * (`BUG_ON(++retries > 10)` in vfio_dma_do_unmap, a host crash); the
+   * simulation fails the ioctl instead and reports the rounds spent.
+   */
+  unpinRetries?: number;
   /** Reserved regions of the attached devices; default the x86 MSI window. */
   reservedRegions?: VfioReservedRegion[];
   name?: string;
@@ -191,6 +238,7 @@ interface ControlState {
 }
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const cloneSpan = (s: Span, start: bigint, end: bigint): Span => ({ start, end, addr: s.addr + (start - s.start), prot: s.prot });
 
 /**
@@ -207,12 +255,14 @@ export class VfioContainer {
   private readonly records: SpanList<Span>[];
   private readonly devices = new Map<string, DeviceRecord>();
   private dmaAvail: number;
+  private readonly unpinRetries: number;
   private readonly pgsizes: bigint;
   private readonly minPage: bigint;
   /** Control-plane state: replaced as a whole (immer), so a failed change leaves it untouched. */
   private control: ControlState;
   private readonly counters: Omit<VfioContainerStats, 'mappings' | 'dmaAvail' | 'pinnedPages' | 'devices'> = {
     maps: 0, unmaps: 0, errors: {}, hostErrors: 0, hostOverUnmaps: 0, unpinStuck: 0, deviceStops: 0,
+    unpinRounds: 0, refusedMaps: 0, unwindFailures: 0,
   };
 
   constructor(options: VfioContainerOptions = {}) {
@@ -220,6 +270,8 @@ export class VfioContainer {
     this.domains = options.domains ?? [new SimHostDomain({ name: `${this.name}/domain0` })];
     this.records = this.domains.map(() => new SpanList<Span>());
     this.dmaAvail = options.dmaEntryLimit ?? VFIO_DMA_ENTRY_LIMIT;
+    this.unpinRetries = options.unpinRetries ?? 1;
+    if (!Number.isInteger(this.unpinRetries) || this.unpinRetries < 1) throw new RangeError(`${this.name}: unpinRetries must be an integer >= 1`);
     // vfio_pgsize_bitmap: AND of all domains; sizes below PAGE_SIZE are hidden and PAGE_SIZE offered instead.
     let bitmap = U64_END - 1n;
     let aperture = U64_END - 1n;
@@ -266,10 +318,25 @@ export class VfioContainer {
           d.reserve?.(start, last);
           done.push(d);
         } catch (e) {
-          for (const u of done.reverse()) u.unreserve?.(start, last);
           const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
-          this.hostError(d, 'reserve', start, last - start + 1n, errno, String((e as Error).message ?? e));
-          throw this.fail('RESERVE', errno, `reserve(${hex(start)}, ${hex(last)})`, `${d.name} failed, other domains unwound`);
+          this.hostError(d, 'reserve', start, last - start + 1n, errno, messageOf(e));
+          // Unwind every domain even when one refuses: one stuck domain must
+          // not leave the others reserved (seed 002: all or nothing).
+          const unwindFailures: Array<{ domain: string; error: unknown }> = [];
+          for (const u of done.reverse()) {
+            try {
+              u.unreserve?.(start, last);
+            } catch (ue) {
+              unwindFailures.push({ domain: u.name, error: ue });
+              this.hostError(u, 'unreserve', start, last - start + 1n, ue instanceof HostDomainError ? ue.errno : 'EFAULT', messageOf(ue));
+            }
+          }
+          const call = `reserve(${hex(start)}, ${hex(last)})`;
+          if (unwindFailures.length === 0) throw this.fail('RESERVE', errno, call, `${d.name} failed, other domains unwound`);
+          this.counters.unwindFailures += unwindFailures.length;
+          const error = new VfioUnwindError(new VfioError('RESERVE', errno, call, `${d.name} failed`), e, unwindFailures);
+          this.countError(error);
+          throw error;
         }
       }
       draft.reserved.push({ ...region });
@@ -279,22 +346,54 @@ export class VfioContainer {
 
   /** VFIO_IOMMU_MAP_DMA (type1 v2). Throws VfioError; on failure nothing is mapped in any domain. */
   mapDma(map: VfioDmaMap): void {
+    const refusal = this.refuseMap(map);
+    if (refusal !== undefined) {
+      throw this.fail('MAP_DMA', refusal.errno, `vfio_dma_map(${hex(map.iova)}, ${hex(map.size)}, ${hex(map.vaddr)})`, refusal.reason);
+    }
+    this.doMap(map);
+  }
+
+  /**
+   * MAP_DMA for callers that expect floods of refusals (a listener replaying
+   * aliased tables past `dma_entry_limit`): the same checks and effect as
+   * `mapDma`, but a refusal is returned, counted in `stats()` (`errors`,
+   * `refusedMaps`) and neither thrown nor emitted, so no Error (and no stack
+   * capture) is built per refusal. A host domain failure still throws.
+   */
+  tryMapDma(map: VfioDmaMap): VfioMapRefusal | undefined {
+    const refusal = this.refuseMap(map);
+    if (refusal !== undefined) {
+      this.counters.errors[refusal.errno] = (this.counters.errors[refusal.errno] ?? 0) + 1;
+      this.counters.refusedMaps++;
+      return refusal;
+    }
+    this.doMap(map);
+    return undefined;
+  }
+
+  /** The checks of vfio_dma_do_map, in its order where it matters; undefined when the map may go ahead. */
+  private refuseMap(map: VfioDmaMap): VfioMapRefusal | undefined {
     const { iova, size, vaddr } = map;
-    const what = (): string => `vfio_dma_map(${hex(iova)}, ${hex(size)}, ${hex(vaddr)})`;
     const mask = this.minPage - 1n;
-    if (!map.read && !map.write) throw this.fail('MAP_DMA', 'EINVAL', what(), `neither read nor write`);
+    if (!map.read && !map.write) return { errno: 'EINVAL', reason: 'neither read nor write' };
     if (size <= 0n || iova < 0n || vaddr < 0n || ((size | iova | vaddr) & mask) !== 0n) {
-      throw this.fail('MAP_DMA', 'EINVAL', what(), `size 0 or not aligned to ${hex(this.minPage)}`);
+      return { errno: 'EINVAL', reason: `size 0 or not aligned to ${hex(this.minPage)}` };
     }
     const last = iova + size - 1n;
-    if (last >= U64_END || vaddr + size - 1n >= U64_END) throw this.fail('MAP_DMA', 'EINVAL', what(), `wraps`);
+    if (last >= U64_END || vaddr + size - 1n >= U64_END) return { errno: 'EINVAL', reason: 'wraps' };
+    // vfio_dma_do_map's order: EEXIST, then ENOSPC (a constant: the flood case builds nothing), then the IOVA ranges.
+    if (this.dmas.firstOverlapping(iova, last + 1n) !== undefined) return { errno: 'EEXIST', reason: 'overlaps an existing mapping' };
+    if (this.dmaAvail <= 0) return ENOSPC_REFUSAL;
     if (!this.control.iovaRanges.some((r) => r.start <= iova && last <= r.end)) {
-      throw this.fail('MAP_DMA', 'EINVAL', what(), `outside the valid IOVA ranges (reserved or beyond the aperture)`);
+      return { errno: 'EINVAL', reason: 'outside the valid IOVA ranges (reserved or beyond the aperture)' };
     }
-    if (this.dmas.firstOverlapping(iova, last + 1n) !== undefined) {
-      throw this.fail('MAP_DMA', 'EEXIST', what(), `overlaps an existing mapping`);
-    }
-    if (this.dmaAvail <= 0) throw this.fail('MAP_DMA', 'ENOSPC', what(), `dma_avail exhausted`);
+    return undefined;
+  }
+
+  private doMap(map: VfioDmaMap): void {
+    const { iova, size, vaddr } = map;
+    const last = iova + size - 1n;
+    const what = (): string => `vfio_dma_map(${hex(iova)}, ${hex(size)}, ${hex(vaddr)})`;
     const prot = (map.read ? IOMMU_READ : 0) | (map.write ? IOMMU_WRITE : 0);
     // All domains or none (vfio_iommu_map's unwind): a domain that fails has
     // the ones before it unmapped again; the records follow each call.
@@ -304,7 +403,7 @@ export class VfioContainer {
         d.map(iova, vaddr, size, prot);
       } catch (e) {
         const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
-        this.hostError(d, 'map', iova, size, errno, String((e as Error).message ?? e));
+        this.hostError(d, 'map', iova, size, errno, messageOf(e));
         for (let u = k - 1; u >= 0; u--) this.unmapFromDomain(u, iova, last + 1n);
         throw this.fail('MAP_DMA', errno, what(), `${d.name} failed, other domains unwound`);
       }
@@ -327,8 +426,9 @@ export class VfioContainer {
    * mapping with pinned pages is removed, every open device's `dmaUnmap` is
    * told that mapping's `{iova, size}`, and the container asks again while
    * the pins decrease. Linux gives up after 10 rounds on the same mapping
-   * with `BUG_ON` (a host crash); the simulation stops at the first round
-   * that unpins nothing and fails with EBUSY instead. As in Linux, mappings
+   * with `BUG_ON` (a host crash); the simulation stops after
+   * `unpinRetries` rounds in a row that unpin nothing and fails with EBUSY
+   * instead, reporting the rounds spent. As in Linux, mappings
    * of the range removed before the stuck one stay removed; the stuck one and
    * those after it stay mapped (`detail` says how much was unmapped and which
    * pages are still pinned), and `unpinStuck` is emitted.
@@ -359,12 +459,18 @@ export class VfioContainer {
     }
     const end = iova + size;
     let unmapped = 0n;
+    let stuckOn: Dma | undefined;
+    let idle = 0;
+    let rounds = 0;
     for (;;) {
       const dma = this.dmas.firstOverlapping(iova, end);
       if (dma === undefined) break;
       if (dma.pinRefs > 0) {
         const before = dma.pinRefs;
         const dsize = dma.end - dma.start;
+        if (stuckOn !== dma) { stuckOn = dma; idle = 0; rounds = 0; }
+        rounds++;
+        this.counters.unpinRounds++;
         for (const dev of [...this.devices.values()]) {
           if (!dev.open || dev.dmaUnmap === undefined) continue;
           try {
@@ -374,13 +480,14 @@ export class VfioContainer {
           }
         }
         // The callbacks may have changed the list (Linux drops the lock: "goto again").
-        if (this.dmas.find(dma.start) === dma && dma.pinRefs >= before) {
+        if (this.dmas.find(dma.start) === dma && dma.pinRefs >= before && ++idle >= this.unpinRetries) {
           const pinned = [...dma.pinned!.keys()].sort((a, b) => (a < b ? -1 : 1));
           this.counters.unpinStuck++;
-          this.events.emit('unpinStuck', { iova: dma.start, size: dsize, pinned });
+          this.events.emit('unpinStuck', { iova: dma.start, size: dsize, pinned, rounds });
           this.counters.unmaps++;
-          throw this.fail('UNMAP_DMA', 'EBUSY', what(), `${pinned.length} page(s) of ${hex(dma.start)}+${hex(dsize)} still pinned after notifying the vendor drivers`,
-            { unmapped, pinned });
+          throw this.fail('UNMAP_DMA', 'EBUSY', what(),
+            `${pinned.length} page(s) of ${hex(dma.start)}+${hex(dsize)} still pinned after ${rounds} round(s) of notifying the vendor drivers (${idle} without progress)`,
+            { unmapped, pinned, rounds });
         }
         continue;
       }
@@ -570,7 +677,7 @@ export class VfioContainer {
           got = d.unmap(pos, ask);
         } catch (e) {
           got = 0n;
-          this.hostError(d, 'unmap', pos, ask, e instanceof HostDomainError ? e.errno : 'EFAULT', String((e as Error).message ?? e));
+          this.hostError(d, 'unmap', pos, ask, e instanceof HostDomainError ? e.errno : 'EFAULT', messageOf(e));
         }
         if (got <= 0n) {
           this.hostError(d, 'unmap', pos, stop - pos, 'EFAULT',
@@ -587,16 +694,20 @@ export class VfioContainer {
     }
   }
 
-  private hostError(d: HostIommuDomain, op: 'map' | 'unmap' | 'reserve', iova: bigint, size: bigint, errno: VfioErrno, message: string): void {
+  private hostError(d: HostIommuDomain, op: 'map' | 'unmap' | 'reserve' | 'unreserve', iova: bigint, size: bigint, errno: VfioErrno, message: string): void {
     this.counters.hostErrors++;
     this.events.emit('hostError', { domain: d.name, op, iova, size, errno, message });
   }
 
-  private fail(op: VfioOp, errno: VfioErrno, call: string, reason: string, detail?: { unmapped: bigint; pinned: bigint[] }): VfioError {
-    this.counters.errors[errno] = (this.counters.errors[errno] ?? 0) + 1;
+  private fail(op: VfioOp, errno: VfioErrno, call: string, reason: string, detail?: VfioErrorDetail): VfioError {
     const error = new VfioError(op, errno, call, reason, detail);
-    this.events.emit('ioctlError', error);
+    this.countError(error);
     return error;
+  }
+
+  private countError(error: VfioError): void {
+    this.counters.errors[error.errno] = (this.counters.errors[error.errno] ?? 0) + 1;
+    this.events.emit('ioctlError', error);
   }
 }
 

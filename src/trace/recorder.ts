@@ -69,7 +69,7 @@ import type { DmaReadResult, DmaResult } from '../memory/dma';
 import type { GuestMemory } from '../memory/guest-memory';
 import { modelFactory } from './models';
 import type { ModelFactory } from './models';
-import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent, VirtioConfigReadEvent, VirtioRequestEvent } from './types';
+import type { DmaReadEvent, DmaWriteEvent, TraceEvent, TraceHeader, TranslateEvent } from './types';
 import { TraceOutput } from './recorder-out';
 import type { PayloadEvent } from './recorder-out';
 import { formatEvent, formatHeader } from './writer';
@@ -233,38 +233,20 @@ export class TraceRecorder {
   /** Read of the virtio-iommu configuration space (`virtio.config.read` with `expect`). */
   virtioConfigRead(offset: number, size: number): bigint {
     const model = this.virtio('virtio.config.read');
-    const nested = this.begin();
-    let v: bigint | undefined;
-    try {
-      v = model.virtioConfigRead(offset, size);
-    } finally {
-      const ev: VirtioConfigReadEvent = { op: 'virtio.config.read', line: 0, offset, size };
-      if (v !== undefined) ev.expect = v;
-      this.finish(nested, ev);
-    }
-    return v;
+    return this.recordOp(() => model.virtioConfigRead(offset, size),
+      (v) => ({ op: 'virtio.config.read', line: 0, offset, size, ...(v === undefined ? {} : { expect: v }) }));
   }
 
   /** Write of the virtio-iommu configuration space (`virtio.config.write`). */
   virtioConfigWrite(offset: number, size: number, value: bigint): void {
     const model = this.virtio('virtio.config.write');
-    const nested = this.begin();
-    try {
-      model.virtioConfigWrite(offset, size, value);
-    } finally {
-      this.finish(nested, { op: 'virtio.config.write', line: 0, offset, size, value });
-    }
+    this.recordOp(() => model.virtioConfigWrite(offset, size, value), () => ({ op: 'virtio.config.write', line: 0, offset, size, value }));
   }
 
   /** The feature bits the driver acknowledged (`virtio.features`). */
   virtioFeatures(value: bigint): void {
     const model = this.virtio('virtio.features');
-    const nested = this.begin();
-    try {
-      model.virtioFeatures(value);
-    } finally {
-      this.finish(nested, { op: 'virtio.features', line: 0, value });
-    }
+    this.recordOp(() => model.virtioFeatures(value), () => ({ op: 'virtio.features', line: 0, value }));
   }
 
   /**
@@ -274,16 +256,8 @@ export class TraceRecorder {
    */
   virtioRequest(data: Uint8Array, writable: number): Uint8Array {
     const model = this.virtio('virtio.request');
-    const nested = this.begin();
-    let v: Uint8Array | undefined;
-    try {
-      v = model.virtioRequest(data, writable);
-    } finally {
-      const ev: VirtioRequestEvent = { op: 'virtio.request', line: 0, data, writable };
-      if (v !== undefined) ev.expect = v;
-      this.finish(nested, ev);
-    }
-    return v;
+    return this.recordOp(() => model.virtioRequest(data, writable),
+      (v) => ({ op: 'virtio.request', line: 0, data, writable, ...(v === undefined ? {} : { expect: v }) }));
   }
 
   /**
@@ -293,25 +267,13 @@ export class TraceRecorder {
    */
   virtioTakeEvent(): Uint8Array | undefined {
     const model = this.virtio('virtio.event.expect');
-    const nested = this.begin();
-    let e: Uint8Array | undefined;
-    try {
-      e = model.virtioTakeEvent();
-    } finally {
-      this.finish(nested, e === undefined ? undefined : { op: 'virtio.event.expect', line: 0, data: e });
-    }
-    return e;
+    return this.recordOp(() => model.virtioTakeEvent(), (e) => (e === undefined ? undefined : { op: 'virtio.event.expect', line: 0, data: e }));
   }
 
   /** Device reset by the driver (`virtio.reset`): the listeners' UNMAPs (C8) follow it. */
   virtioReset(): void {
     const model = this.virtio('virtio.reset');
-    const nested = this.begin();
-    try {
-      model.virtioReset();
-    } finally {
-      this.finish(nested, { op: 'virtio.reset', line: 0 });
-    }
+    this.recordOp(() => model.virtioReset(), () => ({ op: 'virtio.reset', line: 0 }));
   }
 
   /** One translation as a device requests it (`translate` with `expect`). */
@@ -400,6 +362,23 @@ export class TraceRecorder {
   }
 
   // ---- internals --------------------------------------------------------------
+
+  /**
+   * One recorded operation of the control path (a closure, unlike the DMA
+   * path): `run` on the model, then its line from the result (undefined
+   * when `run` threw: the line is still written, without expectation, and
+   * the error propagates), then what it caused.
+   */
+  private recordOp<T>(run: () => T, line: (result: T | undefined) => TraceEvent | undefined): T {
+    const nested = this.begin();
+    let result: T | undefined;
+    try {
+      result = run();
+    } finally {
+      this.finish(nested, line(result));
+    }
+    return result;
+  }
 
   /** The model as a virtio-iommu, or an Error naming the model and the op (nothing recorded). */
   private virtio(op: string): VirtioIommuModel {

@@ -44,10 +44,12 @@ function stating<C>(a: ConformanceAdapter<C>, caps: ConformanceCapabilities): Co
 function spied(a: ConformanceAdapter<VtdCtx>) {
   const registered: number[] = [];
   const maps: Array<[bigint, bigint]> = [];
+  /** Events delivered to the kit's listeners, by type. */
+  const events = new Map<number, number>();
   const adapter: ConformanceAdapter<VtdCtx> = {
     ...a,
     registerNotifier: (c, n, notify) => {
-      const h = a.registerNotifier(c, n, notify);
+      const h = a.registerNotifier(c, n, (e) => { events.set(e.type, (events.get(e.type) ?? 0) + 1); notify(e); });
       registered.push(n.flags);
       return h;
     },
@@ -56,7 +58,7 @@ function spied(a: ConformanceAdapter<VtdCtx>) {
       return a.map(c, iova, gpa, size, perm);
     },
   };
-  return { adapter, registered, maps };
+  return { adapter, registered, maps, events };
 }
 
 const UNMAP_ONLY_REASON = 'the implementation serves UNMAP notifiers only (capabilities.mapNotifiers false); this rule holds for MAP listeners';
@@ -71,7 +73,7 @@ describe('an UNMAP-only implementation (VT-d without caching mode)', () => {
   });
 
   test('replay (C7) and teardown (C8) are skipped with the reason; every other scenario passes', async () => {
-    const { adapter, registered } = spied(unmapOnly);
+    const { adapter, registered, events } = spied(unmapOnly);
     const results = await runAll(adapter);
     const skipped = [...results].filter(([, r]) => !ConformanceFailure.is(r) && r.status === 'skipped');
     expect(skipped.map(([name]) => name).sort()).toEqual(
@@ -83,6 +85,9 @@ describe('an UNMAP-only implementation (VT-d without caching mode)', () => {
     // The kit's listeners were registered, all without MAP.
     expect(registered.length).toBeGreaterThan(10);
     expect(registered.filter((f) => (f & MAP) !== 0)).toEqual([]);
+    // They received UNMAPs (the guest's invalidations), each checked by the kit, and no MAP.
+    expect(events.get(UNMAP) ?? 0).toBeGreaterThan(10);
+    expect(events.get(MAP)).toBeUndefined();
   });
 
   test('describeIommuConformance declares the skipped scenarios with their reason, and names the mode', () => {

@@ -18,15 +18,16 @@ import type { TypedEmitter } from '../../core/typed-events';
 import { dmaRead, dmaWrite } from '../../memory/dma';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
+import type { PageWordsSource } from '../../memory/sparse-ram';
 import type { AmdViConfig } from './config';
-import { AmdViIotlb } from './iotlb';
+import { AmdViIotlb, IotlbEntry } from './iotlb';
 import {
   ADDR_MASK_51_12, CAP_HEADER_BASE, CAP_NPCACHE, CMD, CTRL, EVENT, EVF, EXT_FEATURES, INT_WINDOW_FIRST, INT_WINDOW_LAST,
   MMIO_SIZE, PTR_MASK, REG, STATUS,
 } from './regs';
 import { DteDecoder, commandReserved, decodeCommand, encodeEvent } from './structures';
 import type { Command, Dte } from './structures';
-import { WalkBudget, newWalkResult, syncWalker, walkQemu72, walkSpec } from './walk';
+import { WalkBudget, newWalkResult, pageWordsOf, syncWalker, walkQemu72, walkSpec } from './walk';
 
 /** Default work bound of the notifier syncs of one guest action (page-table entries read). */
 export const AMDVI_SYNC_WALK_BUDGET = 2 ** 24;
@@ -90,6 +91,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   private readonly spaces: AddressSpaceRegistry;
   private readonly dteDecoder = new DteDecoder();
   private readonly walkOut = newWalkResult();
+  private readonly pw: PageWordsSource | undefined;
   private readonly budget: WalkBudget;
   private readonly eventBuf = new Uint8Array(16);
   private readonly cmdBuf = new Uint8Array(16);
@@ -117,6 +119,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
 
   constructor(readonly config: Readonly<AmdViConfig>, private readonly mem: GuestMemory, limits: AmdViLimits = {}) {
     this.q72 = config.profile === 'qemu-7.2';
+    this.pw = pageWordsOf(mem);
     this.msiAddr = config.msiAddr;
     this.msiData = config.msiData;
     this.budget = new WalkBudget(limits.syncWalkBudget ?? AMDVI_SYNC_WALK_BUDGET);
@@ -529,17 +532,21 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const key = (hi & 0xffff) * 0x10_0000 + (lo >>> 12);
     // Looked up before the DTE; a hit grants the leaf's IR/IW only.
     const hit = this.iotlb.lookup(bucket, key);
-    if (hit !== undefined) return hit.entry;
+    if (hit !== undefined) return hit;
     const dte = this.readDte(this.devtab + sid * 32);
     if (dte === undefined) return this.fault(EVENT.DEV_TAB_HARDWARE_ERROR, false, sid, iova, access);
     if (dte.reserved) return this.fault(EVENT.ILLEGAL_DEV_TABLE_ENTRY, false, sid, iova, access);
     if (!dte.v) return identity(iova, IOMMUAccessFlags.RW); // not cached
     if (!dte.tv || dte.mode === 0) {
       if (dte.perm === 0) return this.fault(0, false, sid, iova, access);
-      return this.cache(bucket, key, sid, dte.domid, identity(iova, dte.perm as IOMMUAccessFlags), hi * 0x10_0000 + (lo >>> 12), 1);
+      const pfn = hi * 0x10_0000 + (lo >>> 12);
+      const page = iova & ~0xfffn;
+      const entry = new IotlbEntry(page, page, 0xfffn, dte.perm as IOMMUAccessFlags, sid, dte.domid, pfn, 1);
+      this.iotlb.insert(bucket, key, entry);
+      return entry;
     }
     if (dte.mode === 7) return this.fault(0, false, sid, iova, access);
-    const r = walkQemu72(this.mem, dte, lo, hi, access, this.walkOut);
+    const r = walkQemu72(this.mem, this.pw, dte, lo, hi, access, this.walkOut);
     if (!r.ok) {
       if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID 0x${sid.toString(16)} at iova 0x${iova.toString(16)} took ${64} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
       return this.fault(r.code, false, sid, iova, access);
@@ -576,10 +583,10 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const pfn = hi * 0x10_0000 + (lo >>> 12);
     const hit = this.iotlb.lookup(sid, pfn);
     if (hit !== undefined && hit.domid === dte.domid) {
-      if ((hit.entry.perm & access) === access) return hit.entry;
+      if ((hit.perm & access) === access) return hit;
       return this.dteFault(EVENT.IO_PAGE_FAULT, dte, sid, iova, access, rw | EVF.PR | EVF.PE);
     }
-    const r = walkSpec(this.mem, dte, lo, hi, access, this.walkOut);
+    const r = walkSpec(this.mem, this.pw, dte, lo, hi, access, this.walkOut);
     if (!r.ok) return this.dteFault(r.code, dte, sid, iova, access, r.flags, r.eventAddr);
     return this.cacheWalk(sid, pfn, sid, dte.domid, iova, lo, hi, r.xlat, r.shift, r.perm);
   }
@@ -618,12 +625,8 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const firstPfn = pfn - (pfn % pages);
     // The page's iova as an exact number when it is one (below 2^53), else in bigint.
     const base = firstPfn < 0x20_0000_0000 ? BigInt(firstPfn * 4096) : iova & ~mask;
-    const entry: IOMMUTLBEntry = { iova: base, translatedAddr: BigInt(xlat), addrMask: mask, perm: perm as IOMMUAccessFlags };
-    return this.cache(bucket, key, sid, domid, entry, firstPfn, pages);
-  }
-
-  private cache(bucket: number, key: number, devid: number, domid: number, entry: IOMMUTLBEntry, firstPfn: number, pages: number): IOMMUTLBEntry {
-    this.iotlb.insert(bucket, key, { devid, domid, entry, firstPfn, pages });
+    const entry = new IotlbEntry(base, BigInt(xlat), mask, perm as IOMMUAccessFlags, sid, domid, firstPfn, pages);
+    this.iotlb.insert(bucket, key, entry);
     return entry;
   }
 

@@ -9,6 +9,7 @@
  * 62 IW. The table at level L is indexed by iova bits 12+9(L-1)+8 : 12+9(L-1).
  */
 import type { GuestMemory } from '../../memory/guest-memory';
+import type { PageWordsSource } from '../../memory/sparse-ram';
 import type { LeafSink, LeafWalker } from '../../core/leaf';
 import type { Dte } from './structures';
 import { EVENT, EVF } from './regs';
@@ -65,6 +66,36 @@ function maskBits(f: number, t: number): number {
   return n >= 32 ? -1 : ((((1 << n) >>> 0) - 1) << f) | 0;
 }
 
+/** The entry `readPte` read last (module scratch: no allocation per entry). */
+let eLo = 0;
+let eHi = 0;
+
+/**
+ * Reads entry `idx` of the 4 KiB-aligned table at `table` into eLo/eHi:
+ * through the table page's word array when the memory has one (SparseRam),
+ * else word by word. False when it is outside RAM.
+ */
+function readPte(mem: GuestMemory, pw: PageWordsSource | undefined, table: number, idx: number): boolean {
+  if (pw !== undefined) {
+    const words = pw.pageWords(table);
+    if (words !== undefined) {
+      eLo = words[idx * 2]!;
+      eHi = words[idx * 2 + 1]!;
+      return true;
+    }
+  }
+  const gpa = table + idx * 8;
+  eLo = mem.readU32(gpa);
+  if (eLo < 0) return false;
+  eHi = mem.readU32(gpa + 4);
+  return eHi >= 0;
+}
+
+/** The page-words capability of `mem`, if it has one. */
+export function pageWordsOf(mem: GuestMemory): PageWordsSource | undefined {
+  return typeof (mem as Partial<PageWordsSource>).pageWords === 'function' ? (mem as GuestMemory & PageWordsSource) : undefined;
+}
+
 /** Address bits 51:12 of an entry. */
 function entryAddr(lo: number, hi: number): number {
   return ((lo & 0xffff_f000) >>> 0) + (hi & 0xfffff) * TWO_32;
@@ -118,7 +149,7 @@ function succeed(out: WalkResult, xlat: number, shift: number, perm: number): Wa
  * - an entry outside RAM: PAGE_TAB_HARDWARE_ERROR at the entry's address.
  * At most Mode steps: NextLevel must decrease, so no table loop is followed.
  */
-export function walkSpec(mem: GuestMemory, dte: Dte, lo: number, hi: number, access: number, out: WalkResult): WalkResult {
+export function walkSpec(mem: GuestMemory, pw: PageWordsSource | undefined, dte: Dte, lo: number, hi: number, access: number, out: WalkResult): WalkResult {
   const rw = access & 2 ? EVF.RW : 0;
   let level = dte.mode;
   if (bitsSet(lo, hi, 12 + 9 * level, 64)) return fail(out, EVENT.IO_PAGE_FAULT, rw);
@@ -126,10 +157,10 @@ export function walkSpec(mem: GuestMemory, dte: Dte, lo: number, hi: number, acc
   let perm = dte.perm;
   for (;;) {
     const s = 12 + 9 * (level - 1);
-    const gpa = table + indexAt(lo, hi, s) * 8;
-    const pLo = mem.readU32(gpa);
-    const pHi = pLo < 0 ? -1 : mem.readU32(gpa + 4);
-    if (pLo < 0 || pHi < 0) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, rw, gpa);
+    const idx = indexAt(lo, hi, s);
+    if (!readPte(mem, pw, table, idx)) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, rw, table + idx * 8);
+    const pLo = eLo;
+    const pHi = eHi;
     if ((pLo & 1) === 0) return fail(out, EVENT.IO_PAGE_FAULT, rw);
     if ((pHi & 0x07f0_0000) !== 0) return fail(out, EVENT.IO_PAGE_FAULT, rw | EVF.PR | EVF.RZ);
     perm &= (pHi >>> 29) & 3;
@@ -166,7 +197,7 @@ export function walkSpec(mem: GuestMemory, dte: Dte, lo: number, hi: number, acc
  * which in QEMU can loop forever: the model stops after
  * QEMU_WALK_STEP_LIMIT steps (`runaway`).
  */
-export function walkQemu72(mem: GuestMemory, dte: Dte, lo: number, hi: number, access: number, out: WalkResult): WalkResult {
+export function walkQemu72(mem: GuestMemory, pw: PageWordsSource | undefined, dte: Dte, lo: number, hi: number, access: number, out: WalkResult): WalkResult {
   const perms = access & 2 ? 2 : 1;
   const rw = access & 2 ? EVF.RW : 0;
   let level = dte.mode;
@@ -183,10 +214,11 @@ export function walkQemu72(mem: GuestMemory, dte: Dte, lo: number, hi: number, a
       return out;
     }
     if (!present || (perms & ePerm) !== perms) return fail(out, EVENT.IO_PAGE_FAULT, rw | EVF.I);
-    const gpa = addr + indexAt(lo, hi, 12 + 9 * (level - 1)) * 8;
-    pLo = mem.readU32(gpa);
-    pHi = pLo < 0 ? -1 : mem.readU32(gpa + 4);
-    if (pLo < 0 || pHi < 0 || (pLo === -1 >>> 0 && pHi === -1 >>> 0)) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, 0, gpa);
+    const idx = indexAt(lo, hi, 12 + 9 * (level - 1));
+    // Unreadable, or all ones (QEMU's in-band read-error value): a page-table hardware error.
+    if (!readPte(mem, pw, addr, idx) || (eLo === 0xffff_ffff && eHi === 0xffff_ffff)) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, 0, addr + idx * 8);
+    pLo = eLo;
+    pHi = eHi;
     if (pLo === 0 && pHi === 0) return fail(out, 0, 0);
     oldLevel = level;
     level = (pLo >>> 9) & 7;
@@ -237,6 +269,7 @@ const LEVEL_PAGES = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4, 512 ** 5];
  * table that points at itself costs its entries once per level.
  */
 export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): LeafWalker {
+  const pw = pageWordsOf(mem);
   /** Last frame reported in this walk: a NextLevel=7 entry that disagrees with an earlier leaf (bad replication) is skipped. */
   let prevEnd = -1;
   const walkTable = (table: number, level: number, base: number, first: number, last: number, perm: number, sink: LeafSink): void => {
@@ -249,11 +282,10 @@ export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): Leaf
         budget.exhausted = true;
         return;
       }
-      const gpa = table + i * 8;
-      const pLo = mem.readU32(gpa);
-      if (pLo <= 0 || (pLo & 1) === 0) continue;
-      const pHi = mem.readU32(gpa + 4);
-      if (pHi < 0 || (pHi & 0x07f0_0000) !== 0) continue;
+      if (!readPte(mem, pw, table, i)) continue;
+      const pLo = eLo;
+      const pHi = eHi;
+      if ((pLo & 1) === 0 || (pHi & 0x07f0_0000) !== 0) continue;
       const p = perm & (pHi >>> 29) & 3;
       if (p === 0) continue;
       const next = (pLo >>> 9) & 7;

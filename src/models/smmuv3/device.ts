@@ -37,7 +37,7 @@ import type { SmmuIrqLine } from './regs';
 import { oasBits, parseCd, parseL1Std, parseSte, tgToGranule } from './structures';
 import {
   CLASS_CD, CLASS_IN, CLASS_TT, PTW_ACCESS, PTW_ADDR_SIZE, PTW_OK, PTW_PERMISSION, PTW_TRANSLATION, PTW_WALK_EABT,
-  WalkResult, levelShift, s1StartLevel, walkS1, walkS2,
+  WalkResult, levelShift, s1StartLevel, s1Table, walkS1, walkS2,
 } from './walk';
 import type { S1Table, S2Config } from './walk';
 
@@ -104,7 +104,7 @@ const TWO48n = 1n << 48n;
 const TWO53n = 1n << 53n;
 const U64 = (1n << 64n) - 1n;
 const PAGE_MASK = 0xfffn;
-const DISABLED_TT: S1Table = Object.freeze({ disabled: true, tsz: 0, granule: 0, ttb: 0, had: false });
+const DISABLED_TT: S1Table = Object.freeze({ disabled: true, tsz: 0, granule: 0, ttb: 0, had: false, start: 4, root: 0, limit: 0 });
 
 /** Failure of a configuration fetch: the event to record. */
 class ConfigFault {
@@ -467,8 +467,8 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     const ssec = (w0 >>> 10) & 1;
     switch (type) {
       case CMD.SYNC:
-        // CS=SIG_IRQ pulses the cmdq-sync line; MSIAddr/MSIData are ignored (the findings).
-        if (((w0 >>> 12) & 3) === 1) this.triggerIrq('cmdqSync');
+        // CS bit 0 (SIG_IRQ) pulses the cmdq-sync line (QEMU tests CS & SIG_IRQ); MSIAddr/MSIData are ignored (the findings).
+        if ((w0 >>> 12) & 1) this.triggerIrq('cmdqSync');
         return 0;
       case CMD.PREFETCH_CONFIG:
       case CMD.PREFETCH_ADDR:
@@ -714,7 +714,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
   private leafAt(c: TransCfg, iova: bigint): IOMMUTLBEntry | undefined {
     if (iova >= TWO48n) return undefined;
     const r = this.walk2;
-    if (this.walkTables(c, iova, IOMMUAccessFlags.NONE, r) !== PTW_OK) return undefined;
+    if (this.walkTables(c, iova, Number(iova), IOMMUAccessFlags.NONE, r) !== PTW_OK) return undefined;
     const mask = (1n << BigInt(r.sizeLog2)) - 1n;
     return { iova: iova & ~mask, translatedAddr: BigInt(r.out), addrMask: mask, perm: r.perm as IOMMUAccessFlags };
   }
@@ -845,7 +845,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       const granule = tgToGranule(t.tg, i);
       if (granule === 0 || cd.endi) return false;
       if (t.ttb >> BigInt(oas) !== 0n) return false;
-      cfg.tt[i] = { disabled: false, tsz: t.tsz, granule, ttb: Number(t.ttb & (TWO48n - 1n)), had: t.had };
+      cfg.tt[i] = s1Table(t.tsz, granule, Number(t.ttb & (TWO48n - 1n)), t.had);
       cfg.buckets[i] = this.iotlb.bucket(cfg.asid, cfg.vmid, granuleToTg(granule));
     }
     return true;
@@ -871,22 +871,22 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
   // Translation
 
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags): TranslateResult {
+    // The 64-bit IOVA (QEMU hwaddr: taken modulo 2^64) as a number when below 2^48, else -1.
+    const ia = lowNumber(iova);
+    const low = ia >= 0;
     // Hit path: SMMU on, decoded configuration, input address below its limit, IOTLB hit.
-    if ((this.cr0 & CR0_SMMUEN) !== 0 && iova >= 0n && iova < TWO48n) {
+    if (low && (this.cr0 & CR0_SMMUEN) !== 0) {
       const c = this.configs[sid];
-      if (c !== undefined && c.hotLimit > 0) {
-        const ia = exactNumber(iova);
-        if (ia < c.hotLimit) {
-          const e = this.iotlb.lookup(c.hotBucket, c.hotStart, c.hotFrames, Math.floor(ia / 4096));
-          if (e !== undefined && (access & c.hotPermMask & ~e.entry.perm) === 0) return e.entry;
-        }
+      if (c !== undefined && ia < c.hotLimit) {
+        const e = this.iotlb.lookup(c.hotBucket, c.hotStart, c.hotFrames, Math.floor(ia / 4096));
+        if (e !== undefined && (access & c.hotPermMask & ~e.entry.perm) === 0) return e.entry;
       }
     }
-    return this.translateSlow(sid, BigInt.asUintN(64, iova), access);
+    return this.translateSlow(sid, low ? iova : BigInt.asUintN(64, iova), ia, access);
   }
 
-  /** QEMU smmuv3_translate. */
-  private translateSlow(sid: number, a: bigint, access: IOMMUAccessFlags): TranslateResult {
+  /** QEMU smmuv3_translate (`ia`: the input address as a number when below 2^48, else -1). */
+  private translateSlow(sid: number, a: bigint, ia: number, access: IOMMUAccessFlags): TranslateResult {
     if ((this.cr0 & CR0_SMMUEN) === 0) {
       // GBPA: QEMU 7.2 has none (bypass); 8.1+ aborts with GBPA.ABORT, recording nothing.
       if (this.gbpa & GBPA_ABORT) return this.fault(sid, a, access, 0, false);
@@ -902,7 +902,6 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     }
     if (c.aborted) return this.fault(sid, a, access, 0, false); // no event on abort
     if (c.bypassed) return identity(a, access);
-    const ia = a < TWO48n ? exactNumber(a) : -1;
     let bucket: number;
     let g: number;
     let start: number;
@@ -912,16 +911,16 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       if (tt === undefined || tt.disabled) return this.ptwFault(sid, a, access, c, PTW_TRANSLATION, false, 0, 0);
       bucket = c.buckets[tt === c.tt[0] ? 0 : 1];
       g = tt.granule;
-      start = s1StartLevel(tt.tsz, g);
+      start = tt.start;
     } else {
       const s2 = c.s2!;
       bucket = c.buckets[0];
       g = s2.granule;
-      start = Math.min(s2.startLevel, s1StartLevel(s2.tsz, g));
+      start = Math.max(0, Math.min(s2.startLevel, s1StartLevel(s2.tsz, g)));
     }
     const frames = framesOf(g);
     if (ia >= 0) {
-      const e = this.iotlb.lookup(bucket, Math.max(start, 0), frames, Math.floor(ia / 4096));
+      const e = this.iotlb.lookup(bucket, start, frames, Math.floor(ia / 4096));
       if (e !== undefined) {
         // QEMU checks only writes against a cached stage-1 leaf; with stage 2 reads are checked too.
         const missing = access & (c.s2 ? 3 : 2) & ~e.entry.perm;
@@ -930,18 +929,20 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       }
     }
     const r = this.walk;
-    const status = ia < 0 ? this.walkHigh(c, a, access, r) : this.walkTables(c, a, access, r, tt);
+    const status = ia < 0 ? this.walkHigh(c, a, access, r) : this.walkTables(c, a, ia, access, r, tt);
     if (status !== PTW_OK) return this.ptwFault(sid, a, access, c, status, r.s2, r.cls, r.faultAddr);
-    const size = 2 ** r.sizeLog2;
+    // The leaf's first 4 KiB frame (sizes are powers of two from 4 KiB: floor division is exact).
+    const pages = PAGES[r.sizeLog2]!;
+    const frame = ia >= 0 ? Math.floor(ia / 4096 / pages) * pages : 0;
+    // The request's own bigint when it is the leaf's first byte: BigInt() of a number costs as much as a walk level.
+    const first = frame * 4096;
     const entry: IOMMUTLBEntry = {
-      iova: ia >= 0 ? BigInt(ia - (ia % size)) : a & ~MASKS[r.sizeLog2]!, translatedAddr: BigInt(r.out), addrMask: MASKS[r.sizeLog2]!,
+      iova: ia < 0 ? a & ~MASKS[r.sizeLog2]! : first === ia ? a : BigInt(first), translatedAddr: BigInt(r.out), addrMask: MASKS[r.sizeLog2]!,
       perm: r.perm as IOMMUAccessFlags,
     };
     if (ia >= 0 && r.level >= 0) {
-      const frame = Math.floor(ia / 4096);
       this.iotlb.insert({
-        asid: c.asid, vmid: c.vmid, tg: granuleToTg(g), level: r.level, s1: c.s1, nested: c.s1 && c.s2 !== undefined,
-        bucket, frame: frame - (frame % frames[r.level]!), entry,
+        asid: c.asid, vmid: c.vmid, tg: granuleToTg(g), level: r.level, s1: c.s1, nested: c.s1 && c.s2 !== undefined, bucket, frame, entry,
       });
     }
     return entry;
@@ -955,7 +956,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       r.faultAddr = 0;
       return (r.status = PTW_TRANSLATION);
     }
-    return this.walkTables(c, a, access, r);
+    return this.walkTables(c, a, Number(a & (TWO48n - 1n)), access, r);
   }
 
   /**
@@ -964,9 +965,8 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
    * smaller of the two, its permission the intersection, and it is kept
    * only at a size that is a stage-1 level size: `r.level` -1 otherwise).
    */
-  private walkTables(c: TransCfg, a: bigint, access: number, r: WalkResult, selected?: S1Table): number {
+  private walkTables(c: TransCfg, a: bigint, ia: number, access: number, r: WalkResult, selected?: S1Table): number {
     const write = (access & IOMMUAccessFlags.WO) !== 0;
-    const ia = Number(a & (TWO48n - 1n));
     const s2 = c.s2;
     if (!c.s1) {
       const st = walkS2(this.mem, s2!, ia, access, r);
@@ -1083,6 +1083,9 @@ function framesOf(granule: number): readonly number[] {
   return FRAMES_BY_GRANULE.get(granule) ?? FRAMES_4K;
 }
 
+/** 4 KiB frames in 2^n bytes (n >= 12). */
+const PAGES: readonly number[] = Array.from({ length: 65 }, (_, n) => 2 ** Math.max(0, n - 12));
+
 /** addrMask of a leaf of 2^n bytes. */
 const MASKS: readonly bigint[] = Array.from({ length: 65 }, (_, n) => (1n << BigInt(n)) - 1n);
 
@@ -1095,15 +1098,17 @@ function setHot(c: TransCfg, bucket: number, start: number, granule: number, tsz
   c.hotPermMask = permMask;
 }
 
-/** Scratch for `exactNumber`: Number(bigint) costs several times a typed-array store on node 20. */
+/** Scratch for `lowNumber`: Number(bigint) costs several times a typed-array store on node 20. */
 const U64_SCRATCH = new BigUint64Array(1);
-const F64_VIEW = new Uint32Array(U64_SCRATCH.buffer);
+const U32_VIEW = new Uint32Array(U64_SCRATCH.buffer);
 const LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** `v` (0 <= v < 2^48, checked by the caller) as a number. */
-function exactNumber(v: bigint): number {
+/** `v` modulo 2^64 as a number when that is below 2^48, else -1. */
+function lowNumber(v: bigint): number {
   U64_SCRATCH[0] = v;
-  return LITTLE ? F64_VIEW[1]! * 0x1_0000_0000 + F64_VIEW[0]! : F64_VIEW[0]! * 0x1_0000_0000 + F64_VIEW[1]!;
+  const hi = LITTLE ? U32_VIEW[1]! : U32_VIEW[0]!;
+  if (hi >= 0x1_0000) return -1;
+  return hi * 0x1_0000_0000 + (LITTLE ? U32_VIEW[0]! : U32_VIEW[1]!);
 }
 
 /** The event type of a failed stage-2 walk. */
@@ -1128,7 +1133,7 @@ function granuleToTg(granule: number): number {
  */
 function selectTtLow(c: TransCfg, ia: number): S1Table | undefined {
   const t0 = c.tt[0];
-  if (t0.tsz && ia < 2 ** (64 - t0.tsz)) return t0;
+  if (t0.tsz && ia < t0.limit) return t0;
   if (!t0.tsz) return t0;
   if (!c.tt[1].tsz) return c.tt[1];
   return undefined;

@@ -35,6 +35,18 @@ export interface S1Table {
   ttb: number;
   /** CD.HADn: APTable is ignored. */
   had: boolean;
+  /** Precomputed for the walk: start level, and the start table's base (TTB aligned to the table size). */
+  start: number;
+  root: number;
+  /** 2^(64 - tsz): input addresses below it (and below 2^48) select this table when it is TTB0. */
+  limit: number;
+}
+
+/** The S1Table of a CD's TTBn (the walk's precomputed fields filled in). */
+export function s1Table(tsz: number, granule: number, ttb: number, had: boolean): S1Table {
+  const start = s1StartLevel(tsz, granule);
+  const tableBytes = 2 ** (64 - tsz - levelShift(start, granule) + 3);
+  return { disabled: false, tsz, granule, ttb, had, start, root: Math.floor(ttb / tableBytes) * tableBytes, limit: 2 ** (64 - tsz) };
 }
 
 /** Stage-2 configuration of an STE, decoded (IHI 0070 5.2). */
@@ -119,9 +131,8 @@ export function walkS1(mem: GuestMemory, tt: S1Table, ia: number, write: boolean
   // QEMU iova_level_offset: the input address is cut to inputsize bits (TTB1 addresses have ones above).
   const hi = (ia / TWO32) & (inputsize >= 64 ? -1 : inputsize > 32 ? (1 << (inputsize - 32)) - 1 : 0);
   const lo = inputsize >= 32 ? ia >>> 0 : (ia >>> 0) & ((1 << inputsize) - 1);
-  let level = s1StartLevel(tt.tsz, g);
-  const tableBytes = 2 ** (inputsize - levelShift(level, g) + 3);
-  let base = Math.floor(tt.ttb / tableBytes) * tableBytes;
+  let level = tt.start;
+  let base = tt.root;
   r.s2 = false;
   r.cls = 0;
   while (level <= 3) {
@@ -189,23 +200,23 @@ export function walkS2(mem: GuestMemory, s2: S2Config, ipa: number, access: numb
     const idx = first ? Math.floor(ipa / 2 ** shift) : field(hi, lo, shift, stride);
     first = false;
     const desc = base + idx * 8;
-    const lo = mem.readU32(desc);
-    const hi = lo < 0 ? -1 : mem.readU32(desc + 4);
-    if (hi < 0) {
+    const dlo = mem.readU32(desc);
+    const dhi = dlo < 0 ? -1 : mem.readU32(desc + 4);
+    if (dhi < 0) {
       r.faultAddr = desc;
       return (r.status = PTW_WALK_EABT);
     }
-    const type = lo & 3;
+    const type = dlo & 3;
     if ((type & 1) === 0 || (level === 3 && type === 1)) break;
     if (level < 3 && type === 3) {
-      base = descAddr(lo, hi, g);
+      base = descAddr(dlo, dhi, g);
       level++;
       continue;
     }
-    if ((lo & 0x400) === 0 && !s2.affd) return (r.status = PTW_ACCESS);
-    const s2ap = (lo >>> 6) & 3;
+    if ((dlo & 0x400) === 0 && !s2.affd) return (r.status = PTW_ACCESS);
+    const s2ap = (dlo >>> 6) & 3;
     if ((access & ~s2ap & 3) !== 0) return (r.status = PTW_PERMISSION);
-    const out = descAddr(lo, hi, shift);
+    const out = descAddr(dlo, dhi, shift);
     if (out >= 2 ** s2.effPs) return (r.status = PTW_ADDR_SIZE);
     r.out = out;
     r.sizeLog2 = shift;

@@ -6,6 +6,7 @@
  */
 import { IOMMUAccessFlags } from '../../../src/core/access';
 import { isFault } from '../../../src/core/model';
+import { U64_MAX } from '../../../src/core/guest-addr';
 import type { IOMMUTLBEvent } from '../../../src/core/tlb-entry';
 import { IOMMUNotifierFlag } from '../../../src/core/tlb-entry';
 import { SparseRam } from '../../../src/memory/sparse-ram';
@@ -28,7 +29,7 @@ function status(dev: VirtioIommu, req: Uint8Array, writable = 4): number | undef
 }
 
 interface Got { type: string; iova: bigint; mask: bigint; xl: bigint; perm: number }
-function listen(dev: VirtioIommu, sid: number, flags: number = IOMMUNotifierFlag.ALL, start = 0n, end = 2n ** 64n - 1n): Got[] {
+function listen(dev: VirtioIommu, sid: number, flags: number = IOMMUNotifierFlag.ALL, start = 0n, end = U64_MAX): Got[] {
   const got: Got[] = [];
   dev.addressSpace(sid).registerNotifier({
     flags, start, end,

@@ -20,10 +20,10 @@ import {
   createVirtioIommu, encodeAttach, encodeDetach, encodeMap, encodeProbe, encodeUnmap, VirtioIommuStatus as S,
 } from '../../../src/models/virtio-iommu';
 import type { VirtioIommu } from '../../../src/models/virtio-iommu';
+import { U64_MAX as U64 } from '../../../src/core/guest-addr';
 
 const ENDPOINTS = [0x20, 0x28, 0x30];
 const IDS = [0x20, 0x28, 0x30, 0x10020, 0x99];
-const U64 = 2n ** 64n - 1n;
 
 interface RefMap { vs: bigint; ve: bigint; ph: bigint; fl: number }
 interface RefDomain { bypass: boolean; maps: RefMap[]; eps: Set<number> }
