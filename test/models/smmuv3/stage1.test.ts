@@ -105,6 +105,23 @@ describe('stage-1 walks (Arm ARM D8.2, 4K granule)', () => {
     }
   });
 
+  test.each([
+    // [TG0 encoding, granule log2, T0SZ, leaf size log2]: Arm ARM D8.2 (16K: 11 bits per level, 64K: 13).
+    [2, 14, 16, 14], [2, 14, 17, 25], [1, 16, 16, 16], [1, 16, 22, 29],
+  ])('TG0 %i (granule 2^%i), T0SZ %i: a leaf of 2^%i bytes', (tg0, g, t0sz, leaf) => {
+    const env = new SmmuEnv();
+    const t = env.tables(g, 64 - t0sz, SmmuEnv.s1Start(t0sz, g));
+    env.writeCd(CD, { asid: 1, t0sz, ttb0: t.root, tg0 });
+    env.writeSte(SID, { config: 0b101, ctxPtr: CD });
+    env.cfgiAll();
+    const size = 1n << BigInt(leaf);
+    const iova = ((1n << BigInt(64 - t0sz)) / size / 3n) * size; // somewhere inside the range, leaf-aligned
+    t.map(iova, 0x2_0000_0000n, leaf, AF);
+    const r = ok(env.smmu.translate(SID, iova + 0x1234n, RO));
+    expect(r).toMatchObject({ iova, translatedAddr: 0x2_0000_0000n, addrMask: size - 1n });
+    expect(fault(env.smmu.translate(SID, iova + size, RO)).reason).toBe(0x10);
+  });
+
   test('2 MiB and 1 GiB blocks translate with their offset', () => {
     const { env, t } = s1Env(25);
     t.map(0x4000_0000n, 0xc000_0000n, 30, AF);
