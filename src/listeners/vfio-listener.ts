@@ -17,7 +17,7 @@ import type { NotifierHandle } from '../core/notifier-list';
 import type { LeafWalker } from '../core/leaf';
 import { PAGE_SHIFT } from '../core/leaf';
 import { VFIO_DMA_UNMAP_FLAG_ALL, VfioError } from './vfio-container';
-import type { VfioContainer } from './vfio-container';
+import type { VfioContainer, VfioIovaRange } from './vfio-container';
 import { diffSpans } from './intervals';
 import type { Span, SpanDiff } from './intervals';
 import { registerOn } from './source';
@@ -50,6 +50,14 @@ export interface VfioListenerError {
 export type VfioListenerEvents = {
   /** The container refused a notification's ioctl (QEMU only logs these). */
   dmaError: (e: VfioListenerError) => void;
+  /**
+   * The container ran out of DMA entries (`dma_entry_limit`, ENOSPC): emitted
+   * once, at the first refusal of an episode (it ends when a map succeeds or
+   * an unmap frees entries). Later refusals are only counted
+   * (`stats().limitRefusals`, `limitRefusedBytes`): no error is built per
+   * refused MAP, so a flood of them (aliased tables) stays cheap.
+   */
+  dmaLimit: (e: { entry: IOMMUTLBEntry; mappings: number }) => void;
 };
 
 export interface VfioListenerStats {
@@ -61,6 +69,12 @@ export interface VfioListenerStats {
   unmapErrors: number;
   /** Failures by errno. */
   errors: Record<string, number>;
+  /** MAPs refused for lack of DMA entries (ENOSPC; included in mapErrors and errors.ENOSPC). */
+  limitRefusals: number;
+  /** Bytes of the MAPs in `limitRefusals`: guest translations the device cannot use. */
+  limitRefusedBytes: bigint;
+  /** `dmaLimit` events emitted. */
+  limitEpisodes: number;
 }
 
 /** One difference between the host and the guest, as found by `check()`. */
@@ -95,30 +109,70 @@ export class VfioListener {
   readonly name: string;
   private readonly gpaToVaddr: (gpa: bigint, size: bigint) => bigint | undefined;
   private readonly handles: NotifierHandle[] = [];
-  private readonly counters: VfioListenerStats = { maps: 0, unmaps: 0, unmappedBytes: 0n, mapErrors: 0, unmapErrors: 0, errors: {} };
+  private readonly counters: VfioListenerStats = {
+    maps: 0, unmaps: 0, unmappedBytes: 0n, mapErrors: 0, unmapErrors: 0, errors: {}, limitRefusals: 0, limitRefusedBytes: 0n, limitEpisodes: 0,
+  };
+  /** Inside a run of ENOSPC refusals (one `dmaLimit` event per run). */
+  private atLimit = false;
+  /** The ranges the notifiers cover: [start, end] minus what the container cannot map (see `attach`). */
+  private covered: VfioIovaRange[];
 
   constructor(readonly container: VfioContainer, options: VfioListenerOptions = {}) {
     this.start = options.start ?? 0n;
     this.end = options.end ?? U64_MAX;
     this.name = options.name ?? 'vfio-listener';
     this.gpaToVaddr = options.gpaToVaddr ?? ((gpa) => gpa);
+    if (this.start < 0n || this.end > U64_MAX || this.end < this.start) throw new RangeError(`${this.name}: empty or out-of-range [start, end]`);
+    this.covered = this.usableRanges();
+  }
+
+  /** [start, end] intersected with the container's usable IOVA ranges (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE). */
+  private usableRanges(): VfioIovaRange[] {
+    const out: VfioIovaRange[] = [];
+    for (const r of this.container.getInfo().iova_ranges) {
+      const s = r.start > this.start ? r.start : this.start;
+      const e = r.end < this.end ? r.end : this.end;
+      if (s <= e) out.push({ start: s, end: e });
+    }
+    return out;
+  }
+
+  /** The IOVA ranges the listener's notifiers cover (from the last `attach`), inclusive. */
+  get ranges(): VfioIovaRange[] {
+    return this.covered.map((r) => ({ ...r }));
   }
 
   /**
-   * Registers a MAP|UNMAP notifier for [start, end] on `source`. An address
-   * space replays its current translations (C7); for a bare NotifierList the
-   * listener replays `walk` when given. Throws what the source throws (C1:
-   * a model without caching mode refuses MAP notifiers).
+   * Registers MAP|UNMAP notifiers on `source`: one per usable range, i.e.
+   * [start, end] minus the container's reserved regions (the x86 MSI window)
+   * and what lies beyond its aperture, as QEMU registers VFIO notifiers on
+   * each side of the interrupt window. A guest leaf that spans a reserved
+   * region then reaches the listener split at its edges (C6), so everything
+   * around the window is mapped instead of the whole leaf being refused
+   * (EINVAL). An address space replays its current translations (C7); for a
+   * bare NotifierList the listener replays `walk` when given. Throws what the
+   * source throws (C1: a model without caching mode refuses MAP notifiers),
+   * having registered nothing. Reserved regions added to the container later
+   * take effect at the next attach.
    */
-  attach(source: NotifierSource, walk?: LeafWalker): NotifierHandle {
-    const handle = registerOn(source, {
-      flags: IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP,
-      start: this.start,
-      end: this.end,
-      notify: (event) => this.onEvent(event),
-    }, walk);
-    this.handles.push(handle);
-    return handle;
+  attach(source: NotifierSource, walk?: LeafWalker): NotifierHandle[] {
+    this.covered = this.usableRanges();
+    const handles: NotifierHandle[] = [];
+    try {
+      for (const r of this.covered) {
+        handles.push(registerOn(source, {
+          flags: IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP,
+          start: r.start,
+          end: r.end,
+          notify: (event) => this.onEvent(event),
+        }, walk));
+      }
+    } catch (e) {
+      for (const h of handles) h.dispose();
+      throw e;
+    }
+    this.handles.push(...handles);
+    return handles;
   }
 
   /**
@@ -128,16 +182,19 @@ export class VfioListener {
    */
   detach(): void {
     for (const h of this.handles.splice(0)) h.dispose();
-    try {
-      if (this.start === 0n && this.end === U64_MAX) {
-        this.container.unmapDma({ iova: 0n, size: 0n, flags: VFIO_DMA_UNMAP_FLAG_ALL });
-      } else {
-        this.container.unmapDma({ iova: this.start, size: this.end - this.start + 1n });
+    for (const r of this.covered) {
+      try {
+        if (r.start === 0n && r.end === U64_MAX) {
+          this.container.unmapDma({ iova: 0n, size: 0n, flags: VFIO_DMA_UNMAP_FLAG_ALL });
+        } else {
+          this.container.unmapDma({ iova: r.start, size: r.end - r.start + 1n });
+        }
+      } catch (e) {
+        if (!(e instanceof VfioError)) throw e;
+        this.report('unmap', e, { iova: r.start, translatedAddr: 0n, addrMask: r.end - r.start, perm: IOMMUAccessFlags.NONE });
       }
-    } catch (e) {
-      if (!(e instanceof VfioError)) throw e;
-      this.report('unmap', e, { iova: this.start, translatedAddr: 0n, addrMask: this.end - this.start, perm: IOMMUAccessFlags.NONE });
     }
+    this.atLimit = false;
   }
 
   stats(): VfioListenerStats {
@@ -145,7 +202,8 @@ export class VfioListener {
   }
 
   /**
-   * Compares the host with the guest inside the listener's range: the
+   * Compares the host with the guest inside the listener's covered ranges
+   * (`ranges`: a reserved window is neither expected nor allowed on the host): the
    * container's mappings and what every host domain maps must equal the
    * guest's current translations (`guest`: entries with perm NONE are
    * ignored; a walker is asked for the whole range). Guest addresses go
@@ -154,18 +212,18 @@ export class VfioListener {
    */
   check(guest: GuestTranslations): VfioConsistencyReport {
     const g = this.guestSpans(guest);
-    const lo = this.start;
-    const hi = this.end + 1n;
     const report: VfioConsistencyReport = { ok: true, stale: [], missing: [], mismatched: [] };
     const { dmas, domains } = this.container.spans();
     const places: Array<[string, Span[]]> = [['container', dmas]];
     domains.forEach((spans, k) => places.push([this.container.domains[k]!.name, spans]));
     for (const [where, host] of places) {
-      for (const d of diffSpans(host, g, lo, hi)) {
-        const diff = toDiff(where, d);
-        if (d.guest === undefined) report.stale.push(diff);
-        else if (d.host === undefined) report.missing.push(diff);
-        else report.mismatched.push(diff);
+      for (const r of this.covered) {
+        for (const d of diffSpans(host, g, r.start, r.end + 1n)) {
+          const diff = toDiff(where, d);
+          if (d.guest === undefined) report.stale.push(diff);
+          else if (d.host === undefined) report.missing.push(diff);
+          else report.mismatched.push(diff);
+        }
       }
     }
     report.ok = report.stale.length + report.missing.length + report.mismatched.length === 0;
@@ -204,13 +262,18 @@ export class VfioListener {
     if (event.type === IOMMUNotifierFlag.MAP) {
       this.counters.maps++;
       const vaddr = this.gpaToVaddr(e.translatedAddr, size);
+      if (vaddr === undefined) {
+        this.report('map', new VfioError('MAP_DMA', 'EFAULT', `${this.name}: map of 0x${e.iova.toString(16)}`, `0x${e.translatedAddr.toString(16)} is not RAM`), e);
+        return;
+      }
       try {
-        if (vaddr === undefined) {
-          throw new VfioError('MAP_DMA', 'EFAULT', `${this.name}: map of 0x${e.iova.toString(16)}`, `0x${e.translatedAddr.toString(16)} is not RAM`);
-        }
-        this.container.mapDma({
+        // tryMapDma: a refusal costs no Error (issue 13: 1.77M refusals past the limit).
+        const refusal = this.container.tryMapDma({
           iova: e.iova, size, vaddr, read: (e.perm & IOMMUAccessFlags.RO) !== 0, write: (e.perm & IOMMUAccessFlags.WO) !== 0,
         });
+        if (refusal === undefined) this.atLimit = false;
+        else if (refusal.errno === 'ENOSPC') this.limitRefusal(e, size);
+        else this.report('map', new VfioError('MAP_DMA', refusal.errno, `vfio_dma_map(0x${e.iova.toString(16)}, 0x${size.toString(16)}, 0x${vaddr.toString(16)})`, refusal.reason), e);
       } catch (err) {
         if (!(err instanceof VfioError)) throw err;
         this.report('map', err, e);
@@ -222,12 +285,28 @@ export class VfioListener {
           ? this.container.unmapDma({ iova: 0n, size: 0n, flags: VFIO_DMA_UNMAP_FLAG_ALL })
           : this.container.unmapDma({ iova: e.iova, size });
         this.counters.unmappedBytes += r.unmapped;
+        if (r.unmapped > 0n) this.atLimit = false;
       } catch (err) {
         if (!(err instanceof VfioError)) throw err;
         if (err.detail !== undefined) this.counters.unmappedBytes += err.detail.unmapped;
         this.report('unmap', err, e);
       }
     }
+  }
+
+  private limitRefusal(e: IOMMUTLBEntry, size: bigint): void {
+    const c = this.counters;
+    c.mapErrors++;
+    c.errors.ENOSPC = (c.errors.ENOSPC ?? 0) + 1;
+    c.limitRefusals++;
+    c.limitRefusedBytes += size;
+    if (this.atLimit) return;
+    this.atLimit = true;
+    c.limitEpisodes++;
+    this.events.emit('dmaLimit', {
+      entry: { iova: e.iova, translatedAddr: e.translatedAddr, addrMask: e.addrMask, perm: e.perm },
+      mappings: this.container.stats().mappings,
+    });
   }
 
   private report(op: 'map' | 'unmap', error: VfioError, e: IOMMUTLBEntry): void {

@@ -89,6 +89,8 @@ export interface VhostListenerStats {
   dropped: number;
   retired: number;
   accessFails: number;
+  /** Translations served without caching: outside the notifier range or while not attached. */
+  uncached: number;
 }
 
 /** Result of a device access through the IOTLB. */
@@ -117,7 +119,7 @@ export class VhostListener {
   /** Bumped by every invalidation, to detect one that raced with a miss. */
   private generation = 0;
   private readonly handles: NotifierHandle[] = [];
-  private readonly counters = { hits: 0, misses: 0, updates: 0, invalidations: 0, dropped: 0, retired: 0, accessFails: 0 };
+  private readonly counters = { hits: 0, misses: 0, updates: 0, invalidations: 0, dropped: 0, retired: 0, accessFails: 0, uncached: 0 };
 
   constructor(options: VhostListenerOptions) {
     this.missHandler = options.miss;
@@ -153,6 +155,12 @@ export class VhostListener {
    * after a miss the owner answered. Undefined when the access fails
    * (`accessFail` says why): the IOMMU faulted, the entry lacks the
    * permission (the kernel's -EPERM), or the answer was malformed.
+   *
+   * Only what an attached UNMAP notifier covers is cached: an answer is
+   * cropped to [start, end], and outside that range, or while the listener
+   * is not attached (before `attach`, after `detach`), the answer serves
+   * this access only and is not kept, since no invalidation would ever
+   * reach it (counted in `stats().uncached`).
    */
   translate(iova: bigint, perm: IOMMUAccessFlags): VhostTranslation | undefined {
     let entry = this.lookup(iova);
@@ -176,7 +184,16 @@ export class VhostListener {
         }
         const uaddr = this.gpaToUaddr(answer.translatedAddr & ~answer.addrMask);
         if (uaddr === undefined) return this.fail(iova, perm, 'fault');
-        this.update({ iova: base, size, uaddr, perm: answer.perm });
+        const fresh: VhostIotlbEntry = { iova: base, size, uaddr, perm: answer.perm };
+        if (this.handles.length === 0 || iova < this.start || iova > this.end) {
+          this.counters.uncached++;
+          entry = fresh;
+          break;
+        }
+        // Crop to the notifier range: invalidations of the rest never arrive.
+        const lo = base > this.start ? base : this.start;
+        const hi = base + answer.addrMask < this.end ? base + answer.addrMask : this.end;
+        this.update({ iova: lo, size: hi - lo + 1n, uaddr: uaddr + (lo - base), perm: answer.perm });
         entry = this.lookup(iova);
         if (entry === undefined) return this.fail(iova, perm, 'bad-translation');
         break;

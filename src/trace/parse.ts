@@ -223,7 +223,7 @@ function parseOp(f: Fields, op: TraceOp, line: number): TraceEvent {
         if (bit === undefined) f.fail(`unknown flag ${show(name)} (MAP, UNMAP, DEVIOTLB_UNMAP)`);
         flags |= bit;
       }
-      return { op, line, id: f.str('id'), sid: f.int('sid', 0xffffffff), flags, start: f.hex('start'), end: f.hex('end') };
+      return { op, line, id: f.str('id'), sid: f.int('sid', 0xffffffff), ...optPasid(f), flags, start: f.hex('start'), end: f.hex('end') };
     }
     case 'notifier.del':
       return { op, line, id: f.str('id') };

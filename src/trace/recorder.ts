@@ -23,11 +23,9 @@
  * `virtio.reset`). Calling an op the model does not have throws an Error
  * naming the model, before anything is recorded.
  *
- * PASID: trace v1's `notifier.add` has no `pasid` field (docs/trace-format.md),
- * so a listener registered on a PASID address space is registered on the
- * model but not recorded (no `notifier.add`, none of its notifications, a
- * warning): a replay would register it on the device's address space without
- * PASID and see other notifications. `translate` and DMA carry their PASID.
+ * PASID: a listener registered on a PASID address space is recorded with
+ * `notifier.add`'s `pasid` field (docs/trace-format.md), so a replay registers
+ * it on the same address space; `translate` and DMA carry their PASID too.
  *
  * Guest CPU writes to RAM: the design choice. The emulator hands the recorder
  * its GuestMemory and the recorder builds the model over a wrapping
@@ -340,7 +338,7 @@ export class TraceRecorder {
   expectView(handle: RecordedNotifierHandle): void {
     const st = this.handles.get(handle);
     if (st === undefined || !st.inner.registered) {
-      throw new Error(`TraceRecorder: expectView of a listener that is not registered${handle.registered ? ' in the trace (a PASID listener, see warnings)' : ''}`);
+      throw new Error('TraceRecorder: expectView of a listener that is not registered');
     }
     const entries = st.list.view(st.inner).map((e) => ({ iova: e.iova, mask: e.addrMask, translated: e.translatedAddr, perm: e.perm }));
     this.finish(this.begin(), { op: 'view.expect', line: 0, id: handle.traceId, entries });
@@ -405,8 +403,6 @@ export class TraceRecorder {
       throw new Error(`TraceRecorder: listener id "${traceId}" is already registered`);
     }
     const tid = traceId;
-    // trace v1's notifier.add has no pasid: such a listener is not recorded at all (see the module comment).
-    const traced = pasid === undefined;
     let innerHandle: NotifierHandle | undefined;
     const recorder = this;
     const handle: RecordedNotifierHandle = {
@@ -416,7 +412,7 @@ export class TraceRecorder {
       get registered() { return innerHandle?.registered ?? false; },
       dispose() {
         if (innerHandle === undefined || !innerHandle.registered) return;
-        recorder.unregister(tid, innerHandle, traced);
+        recorder.unregister(tid, innerHandle);
       },
     };
     const wrapped: IOMMUNotifier = {
@@ -424,35 +420,33 @@ export class TraceRecorder {
       start: notifier.start,
       end: notifier.end,
       notify: (event: IOMMUTLBEvent) => {
-        if (traced) this.onNotify(tid, event);
+        this.onNotify(tid, event);
         notifier.notify(event, handle);
       },
     };
     if (notifier.iommuIdx !== undefined) wrapped.iommuIdx = notifier.iommuIdx;
     let refused: unknown;
-    const ev: TraceEvent = { op: 'notifier.add', line: 0, id: tid, sid, flags: notifier.flags, start: notifier.start, end: notifier.end };
+    const ev: TraceEvent = { op: 'notifier.add', line: 0, id: tid, sid, ...(pasid === undefined ? {} : { pasid }), flags: notifier.flags, start: notifier.start, end: notifier.end };
     const nested = this.begin();
     try {
       innerHandle = inner.registerNotifier(wrapped);
     } catch (e) {
       refused = e;
     } finally {
-      this.finish(nested, refused === undefined && traced ? ev : undefined);
+      this.finish(nested, refused === undefined ? ev : undefined);
     }
     if (refused !== undefined) {
       this.warnings.push(`listener "${tid}" (sid ${hex(sid)}) was refused by the model and not recorded: ${refused instanceof Error ? refused.message : String(refused)}`);
       throw refused;
     }
     this.ids.add(tid);
-    if (traced) this.handles.set(handle, { inner: innerHandle!, list: inner.notifiers });
-    else this.warnings.push(`listener "${tid}" (sid ${hex(sid)} pasid ${pasid}) is registered but not recorded: trace v1's notifier.add has no pasid field`);
+    this.handles.set(handle, { inner: innerHandle!, list: inner.notifiers });
     return handle;
   }
 
-  private unregister(id: string, inner: NotifierHandle, traced: boolean): void {
+  private unregister(id: string, inner: NotifierHandle): void {
     inner.dispose();
     this.ids.delete(id);
-    if (!traced) return;
     const line = formatEvent({ op: 'notifier.del', line: 0, id });
     if (this.inOp) {
       this.warnings.push(`listener "${id}" was removed during an operation; its notifier.del follows that operation's lines`);

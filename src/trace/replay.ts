@@ -163,7 +163,7 @@ export class Replayer implements TraceHandler {
   private readonly removedHandles = new Map<string, Listener>();
   private readonly handleIds = new Map<NotifierHandle, string>();
   /** model-none address spaces. */
-  private readonly lists = new Map<number, NotifierList>();
+  private readonly lists = new Map<string, NotifierList>();
   /** Lists whose violations are being listened to. */
   private readonly watched = new WeakSet<NotifierList>();
   /** Violations already reported (thrown and emitted are the same object). */
@@ -547,10 +547,12 @@ export class Replayer implements TraceHandler {
 
   private addNone(ev: Extract<TraceEvent, { op: 'notifier.add' }>): void {
     if (!this.checkNewId(ev)) return;
-    let list = this.lists.get(ev.sid);
+    // One address space per (sid, pasid), as in a model.
+    const key = ev.pasid === undefined ? hex(ev.sid) : `${hex(ev.sid)} pasid ${ev.pasid}`;
+    let list = this.lists.get(key);
     if (list === undefined) {
-      list = new NotifierList({ mode: 'strict', name: `sid ${hex(ev.sid)}` });
-      this.lists.set(ev.sid, list);
+      list = new NotifierList({ mode: 'strict', name: `sid ${key}` });
+      this.lists.set(key, list);
       this.watch(list);
     }
     const notifier: IOMMUNotifier = { flags: ev.flags, start: ev.start, end: ev.end, notify: () => {} };
@@ -567,7 +569,7 @@ export class Replayer implements TraceHandler {
     const model = this.model!;
     let as: IOMMUAddressSpace;
     try {
-      as = model.addressSpace(ev.sid);
+      as = model.addressSpace(ev.sid, ev.pasid);
     } catch (e) {
       this.mismatch(ev.line, ev.op, null, null, `model has no address space for sid ${hex(ev.sid)}: ${(e as Error).message}`);
       return;

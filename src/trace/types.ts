@@ -60,6 +60,8 @@ export interface TranslateEvent extends Base {
 }
 export interface NotifierAddEvent extends Base {
   op: 'notifier.add'; id: string; sid: number;
+  /** The PASID address space of `sid` (absent: requests without PASID). */
+  pasid?: number;
   /** IOMMUNotifierFlag bits. */
   flags: number;
   start: bigint; end: bigint;

@@ -75,7 +75,7 @@ export function formatEvent(ev: TraceEvent): string {
       break;
     case 'notifier.add': {
       const flags = ev.flags === 0 ? '' : flagsToString(ev.flags).split('|').map((n) => q(n)).join(',');
-      s = `{"op":"notifier.add","id":${q(ev.id)},"sid":"${hex(ev.sid)}","flags":[${flags}],"start":"${hex(ev.start)}","end":"${hex(ev.end)}"`;
+      s = `{"op":"notifier.add","id":${q(ev.id)},"sid":"${hex(ev.sid)}"${pasid(ev.pasid)},"flags":[${flags}],"start":"${hex(ev.start)}","end":"${hex(ev.end)}"`;
       break;
     }
     case 'notifier.del':

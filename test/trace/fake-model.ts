@@ -70,7 +70,11 @@ export class FakeModel implements IOMMUModel {
     return { iova: iova & ~0xfffn, translatedAddr: BigInt(e.xlat) << 12n, addrMask: 0xfffn, perm: e.perm as IOMMUAccessFlags };
   }
 
-  addressSpace(sid: number): IOMMUAddressSpace {
+  /** Every addressSpace() call, as [sid, pasid]. */
+  readonly spaceCalls: Array<[number, number | undefined]> = [];
+
+  addressSpace(sid: number, pasid?: number): IOMMUAddressSpace {
+    this.spaceCalls.push([sid, pasid]);
     let as = this.spaces.get(sid);
     if (!as) {
       const notifiers = new NotifierList({

@@ -204,18 +204,19 @@ describe('TraceRecorder with virtio-iommu', () => {
     expect(opsOf(lines).filter((op) => op !== 'mmio.read')).toEqual([]);
   });
 
-  test('a listener on a PASID address space is registered but not recorded (trace v1 notifier.add has no pasid), with a warning', async () => {
+  test('a listener on a PASID address space is recorded with notifier.add\'s pasid and replays on that address space', async () => {
     const ram = new SparseRam(RAM);
     const lines: string[] = [];
     const rec = new TraceRecorder({ memory: ram, ram: RAM, model: 'intel-vtd', config: { cachingMode: true, scalableMode: true }, write: (l) => lines.push(l) });
-    let got = 0;
-    const h = rec.addressSpace(A, 5).registerNotifier({ flags: MAP | UNMAP, start: 0n, end: 0xffff_ffffn, notify: () => { got++; } }, 'p');
+    const h = rec.addressSpace(A, 5).registerNotifier({ flags: MAP | UNMAP, start: 0n, end: 0xffff_ffffn, notify: () => {} }, 'p');
     expect(h.registered).toBe(true);
-    expect(rec.warnings).toEqual([expect.stringMatching(/"p" \(sid 0x20 pasid 5\) is registered but not recorded: trace v1's notifier.add has no pasid field/)]);
-    expect(() => rec.expectView(h)).toThrow(/PASID listener/);
+    expect(rec.warnings).toEqual([]);
+    rec.expectView(h);
     h.dispose();
-    expect(h.registered).toBe(false);
-    expect(opsOf(lines)).toEqual([]);
+    const add = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((o) => o['op'] === 'notifier.add');
+    expect(add).toMatchObject({ id: 'p', sid: '0x20', pasid: 5 });
+    const { events } = await readTraceAll(Buffer.from(text(lines)));
+    expect(events.find((e) => e.op === 'notifier.add')).toMatchObject({ sid: A, pasid: 5 });
     expect((await replayTrace(text(lines))).ok).toBe(true);
   });
 });

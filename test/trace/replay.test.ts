@@ -24,6 +24,15 @@ const NOTIFY = (id: string, type: string, iova: number, translated: number, perm
 const MSIX = (data: number) => `{"op":"msi.expect","addr":"0xfee00000","data":"0x${data.toString(16)}"}`;
 
 describe('replay engine: expectations', () => {
+  test('notifier.add with pasid registers on that PASID address space of the model', async () => {
+    const r = await run([
+      '{"op":"notifier.add","id":"a","sid":"0x20","pasid":7,"flags":["UNMAP"],"start":"0x0","end":"0xffff"}',
+      '{"op":"notifier.add","id":"b","sid":"0x20","flags":["UNMAP"],"start":"0x0","end":"0xffff"}',
+    ]);
+    expect(r.ok).toBe(true);
+    expect(r.fakeModel!.spaceCalls).toEqual([[0x20, 7], [0x20, undefined]]);
+  });
+
   test('mem.write / mem.expect', async () => {
     const r = await run([
       '{"op":"mem.write","gpa":"0x100","data":"01020304"}',
