@@ -1,10 +1,9 @@
 import type { BenchFigure, BenchSuite } from './harness';
 import { gc, medianMs, opsPerSecond, prng } from './harness';
-import { IOMMUNotifierFlag, NotifierList } from '../src/core';
+import { IOMMUNotifierFlag, NotifierList, U64_MAX } from '../src/core';
 import type { IOMMUTLBEvent, LeafSink, LeafWalker } from '../src/core';
 import { IntervalMap } from '../src/core/interval-map';
 
-const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * A list with `listeners` MAP|UNMAP notifiers whose views hold `populated`

@@ -36,7 +36,7 @@
  * Deterministic per seed: every choice comes from one PRNG.
  */
 import {
-  ContractViolation, IOMMUAccessFlags, IOMMUNotifierFlag as F, NotifierList, SparseRam, createIntelVtd, isFault,
+  ContractViolation, IOMMUAccessFlags, IOMMUNotifierFlag as F, NotifierList, SparseRam, U64_MAX, createIntelVtd, isFault,
 } from '../src/index';
 import type { GuestMemory, IntelVtd, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
 import { VfioContainer, VfioListener, VhostListener } from '../src/listeners/index';
@@ -136,7 +136,6 @@ export class CountingMemory implements GuestMemory {
   writeU64(gpa: number, value: bigint): boolean { this.accesses++; return this.inner.writeU64(gpa, value); }
 }
 
-const U64_MAX = (1n << 64n) - 1n;
 const SIDS = [0x10, 0x18, 0x20, 0x28] as const;
 /** sid -> domain: 0x10 and 0x18 share domain 1 (one table, two address spaces). */
 const DOMAIN_OF: Record<number, number> = { 0x10: 1, 0x18: 1, 0x20: 2, 0x28: 3 };

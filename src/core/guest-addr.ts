@@ -19,9 +19,13 @@ import { PAGE_SHIFT } from './leaf';
 /** 2^64 - 1: the last address of the 64-bit space. */
 export const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
-/** `0x`-prefixed lowercase hex, the spelling of addresses in messages and traces. */
+/**
+ * `0x`-prefixed lowercase hex, the spelling of addresses in messages and
+ * traces; a negative value (a misshapen mask in a contract diagnosis) reads
+ * `-0x..`.
+ */
 export function hex(v: bigint | number): string {
-  return '0x' + v.toString(16);
+  return v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`;
 }
 
 /** The 4 KiB granule as bigint, and its offset mask (`addr & PAGE_OFFSET_MASK` is the offset in the page). */

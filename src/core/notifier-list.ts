@@ -11,6 +11,7 @@ import { IntervalMap } from './interval-map';
 import { LeafMerger, OP_MAP, chunkPages } from './leaf-merge';
 import type { ViewMerge } from './leaf-merge';
 import { alignedPow2Chunks, isPow2 } from './pow2';
+import { U64_MAX, hex } from './guest-addr';
 
 /**
  * A listener's registration (QEMU `IOMMUNotifier`): which event types it
@@ -88,7 +89,6 @@ export interface NotifierListStats {
 const MAP = IOMMUNotifierFlag.MAP;
 const UNMAP = IOMMUNotifierFlag.UNMAP;
 const DEVIOTLB = IOMMUNotifierFlag.DEVIOTLB_UNMAP;
-const U64_MAX = (1n << 64n) - 1n;
 const TWO53 = 2 ** 53;
 /** Frames in the 64-bit space. */
 const PFN_LIMIT = 2 ** 52;
@@ -1103,10 +1103,6 @@ function combine(errors: ContractViolation[]): ContractViolation {
   const first = errors[0]!;
   if (errors.length === 1) return first;
   return new ContractViolation(first.message, first.rule, first.notifier, first.event, first.conflicting, errors.slice(1));
-}
-
-function hex(v: bigint | number): string {
-  return v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`;
 }
 
 function typeName(type: number): string {

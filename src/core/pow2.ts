@@ -9,7 +9,7 @@
  * numbers, for the notifier list's hot paths; exact up to 2^53).
  */
 
-const U64_MAX = (1n << 64n) - 1n;
+import { U64_MAX } from './guest-addr';
 
 /**
  * The mask (size - 1) of the largest naturally aligned power-of-two block that

@@ -1,3 +1,4 @@
+import { U64_MAX } from '../core/guest-addr';
 import { isFault } from '../core/model';
 import type { TranslateResult } from '../core/model';
 import { ramExtentOf } from './guest-memory';
@@ -27,7 +28,8 @@ export interface DmaReadResult extends DmaResult {
 
 const CHUNK = 4096n;
 const CHUNK_MASK = 4095n;
-const IOVA_MASK = (1n << 64n) - 1n;
+/** DMA address arithmetic wraps at 2^64, like QEMU's hwaddr. */
+const IOVA_MASK = U64_MAX;
 const GPA_LIMIT = 2n ** 53n;
 
 /**

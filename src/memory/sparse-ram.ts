@@ -1,4 +1,5 @@
 import { endianness } from 'node:os';
+import { hex } from '../core/guest-addr';
 import type { GuestMemory, RamExtentSource } from './guest-memory';
 
 /** One RAM region as the trace header's `ram` gives it (numbers or bigints; hex strings are the reader's business). */
@@ -125,9 +126,6 @@ function toExactNumber(v: number | bigint, what: string): number {
   return v;
 }
 
-function hex(n: number): string {
-  return '0x' + n.toString(16);
-}
 
 /**
  * Guest RAM made of the given regions, zero-filled at the start (trace-v1

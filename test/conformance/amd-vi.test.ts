@@ -6,6 +6,7 @@
  * command buffer (test/models/amd-vi/guest.ts).
  */
 import { describeIommuConformance } from '../../src/conformance';
+import { X86_MSI_RANGE } from '../../src/core/guest-addr';
 import type { ConformanceAdapter } from '../../src/conformance';
 import { AmdGuest, RadixTable, invAll, invPages } from '../models/amd-vi/guest';
 import type { AmdViProfile } from '../../src/models/amd-vi';
@@ -22,7 +23,7 @@ function amdAdapter(profile: AmdViProfile, npCache: boolean): ConformanceAdapter
       iovaBits: 48,
       devIotlbUnmap: false,
       // Never translated: the x86 interrupt window.
-      reservedIova: [{ start: 0xfee0_0000n, end: 0xfeef_ffffn }],
+      reservedIova: [X86_MSI_RANGE],
     },
     create: () => {
       const g = new AmdGuest({ profile, npCache });

@@ -328,8 +328,8 @@ describe('VfioContainer: pinned pages (mediated devices)', () => {
     expect(err).toBeInstanceOf(VfioError);
     const ve = err as VfioError;
     expect(ve.errno).toBe('EBUSY');
-    expect(ve.detail).toEqual({ unmapped: 0x1000n, pinned: [0x11000n, 0x13000n] });
-    expect(stuck).toEqual([{ iova: 0x10000n, size: 0x4000n, pinned: [0x11000n, 0x13000n] }]);
+    expect(ve.detail).toEqual({ unmapped: 0x1000n, pinned: [0x11000n, 0x13000n], rounds: 1 });
+    expect(stuck).toEqual([{ iova: 0x10000n, size: 0x4000n, pinned: [0x11000n, 0x13000n], rounds: 1 }]);
     expect(calls).toBe(1);
     expect(c.mappings().map((m) => m.iova)).toEqual([0x10000n, 0x20000n]);
     // Once the device stops, its pins go and the unmap succeeds.

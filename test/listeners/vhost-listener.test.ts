@@ -34,6 +34,7 @@ describe('VhostListener', () => {
     const g = guestIommu();
     g.table.set(0x10000n, [0x5000n, RW]);
     const v = new VhostListener({ miss: g.miss, gpaToUaddr: (gpa) => 0x7f00000000n + gpa });
+    v.attach(new FakeSource());
     expect(v.translate(0x10010n, RO)).toMatchObject({ uaddr: 0x7f00005010n });
     expect(v.translate(0x10ff0n, WO)).toMatchObject({ uaddr: 0x7f00005ff0n });
     expect(g.asked).toEqual([0x10010n]);
@@ -45,12 +46,14 @@ describe('VhostListener', () => {
     const g = guestIommu();
     g.table.set(0x1000n, [0x5000n, RO]);
     const v = new VhostListener({ miss: g.miss });
+    v.attach(new FakeSource());
     const fails: string[] = [];
     v.events.on('accessFail', (e) => fails.push(e.reason));
     expect(v.translate(0x9000n, RO)).toBeUndefined();
     expect(v.translate(0x1000n, RO)).toBeDefined();
     expect(v.translate(0x1000n, WO)).toBeUndefined();
     const bad = new VhostListener({ miss: () => ({ iova: 0x2000n, addrMask: 0xfffn, translatedAddr: 0n, perm: RW }) });
+    bad.attach(new FakeSource());
     bad.events.on('accessFail', (e) => fails.push(e.reason));
     expect(bad.translate(0x5000n, RO)).toBeUndefined();
     expect(fails).toEqual(['fault', 'permission', 'bad-translation']);
@@ -132,6 +135,7 @@ describe('VhostListener', () => {
         return answer;
       },
     });
+    v.attach(new FakeSource());
     expect(v.translate(0x1000n, RO)?.uaddr).toBe(0x9000n);
     expect(v.entries()).toEqual([{ iova: 0x1000n, size: K4, uaddr: 0x9000n, perm: RW }]);
   });

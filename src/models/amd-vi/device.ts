@@ -12,6 +12,7 @@ import type { AddressSpaceOwner, ModelAddressSpace } from '../../core/address-sp
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUFault, IOMMUModelEvents, MmioIOMMUModel, TranslateResult } from '../../core/model';
 import { alignedPow2Chunks } from '../../core/pow2';
+import { U64_MAX, hex } from '../../core/guest-addr';
 import { IOMMUNotifierFlag } from '../../core/tlb-entry';
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
 import type { TypedEmitter } from '../../core/typed-events';
@@ -39,11 +40,10 @@ export interface AmdViLimits {
 }
 
 const TWO_32 = 4294967296;
-const U64 = (1n << 64n) - 1n;
 
 /** The iova's 32-bit halves without allocating (a bigint written into a typed array). */
-const IOVA_U64 = new BigUint64Array(1);
-const IOVA_U32 = new Uint32Array(IOVA_U64.buffer);
+const IOVA_U64_MAX = new BigUint64Array(1);
+const IOVA_U32 = new Uint32Array(IOVA_U64_MAX.buffer);
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const LO = LITTLE ? 0 : 1;
 const HI = LITTLE ? 1 : 0;
@@ -61,7 +61,7 @@ const SPEC_WRITABLE = new Map<number, bigint>([
   [REG.DEVTAB_BASE, 0x000f_ffff_ffff_f1ffn],
   [REG.CMD_BASE, 0x0f0f_ffff_ffff_f000n],
   [REG.EVT_BASE, 0x0f0f_ffff_ffff_f000n],
-  [REG.CONTROL, U64],
+  [REG.CONTROL, U64_MAX],
   [REG.EXCL_BASE, 0x000f_ffff_ffff_f003n],
   [REG.EXCL_LIMIT, 0x000f_ffff_ffff_f000n],
   [REG.PPR_BASE, 0x0f0f_ffff_ffff_f000n],
@@ -164,7 +164,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
 
   /** Reads `size` bytes at `offset`; outside the 16 KiB region: all ones (QEMU amdvi_mmio_read). */
   mmioRead(offset: number, size: 4 | 8): bigint {
-    if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_SIZE) return size === 8 ? U64 : 0xffff_ffffn;
+    if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_SIZE) return size === 8 ? U64_MAX : 0xffff_ffffn;
     return size === 8 ? this.regs.getBigUint64(offset, true) : BigInt(this.regs.getUint32(offset, true));
   }
 
@@ -321,7 +321,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const size = this.cmdbufLen * 16;
     if (this.cmdHead === this.cmdTail) return;
     if (this.cmdTail >= size) {
-      this.events.emit('guestError', `amd-vi: command tail 0x${this.cmdTail.toString(16)} is not below the buffer size 0x${size.toString(16)} (QEMU 7.2 would loop forever): no command run`);
+      this.events.emit('guestError', `amd-vi: command tail ${hex(this.cmdTail)} is not below the buffer size ${hex(size)} (QEMU 7.2 would loop forever): no command run`);
       return;
     }
     // The head reaches the tail within one lap (plus one step from a head beyond the size).
@@ -351,7 +351,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const tail = Number(this.reg(REG.CMD_TAIL));
     if (head === tail) return;
     if (head >= size || tail >= size) {
-      this.events.emit('guestError', `amd-vi: command head 0x${head.toString(16)} / tail 0x${tail.toString(16)} beyond the buffer (0x${size.toString(16)} bytes): command processing halted`);
+      this.events.emit('guestError', `amd-vi: command head ${hex(head)} / tail ${hex(tail)} beyond the buffer (${hex(size)} bytes): command processing halted`);
       this.haltCommands();
       return;
     }
@@ -462,7 +462,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       const dv = new DataView(data.buffer);
       dv.setUint32(0, c.w2, true);
       dv.setUint32(4, c.w3, true);
-      if (!this.mem.write(addr, data)) this.events.emit('guestError', `amd-vi: COMPLETION_WAIT store to 0x${addr.toString(16)} is outside RAM`);
+      if (!this.mem.write(addr, data)) this.events.emit('guestError', `amd-vi: COMPLETION_WAIT store to ${hex(addr)} is outside RAM`);
     }
     if ((c.w0 & 2) !== 0) {
       const rose = this.setStatus(STATUS.COM_WAIT_INT);
@@ -490,7 +490,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const tail = Number(this.reg(REG.EVT_TAIL));
     const intEn = (this.ctrl() & CTRL.EVENT_INT_EN) !== 0;
     if (head >= size || tail >= size) {
-      this.events.emit('guestError', `amd-vi: event log head 0x${head.toString(16)} / tail 0x${tail.toString(16)} beyond the log (0x${size.toString(16)} bytes): log stopped`);
+      this.events.emit('guestError', `amd-vi: event log head ${hex(head)} / tail ${hex(tail)} beyond the log (${hex(size)} bytes): log stopped`);
       this.evtStopped = true;
       this.updateRunBits();
       return false;
@@ -504,7 +504,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     }
     encodeEvent(this.eventBuf, code, devid, domid, flags, address);
     if (!this.mem.write(base + tail, this.eventBuf)) {
-      this.events.emit('guestError', `amd-vi: event log entry at 0x${(base + tail).toString(16)} is outside RAM`);
+      this.events.emit('guestError', `amd-vi: event log entry at ${hex((base + tail))} is outside RAM`);
       return false;
     }
     this.setReg(REG.EVT_TAIL, BigInt(next));
@@ -518,7 +518,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     // QEMU amdvi_translate: IOMMU off -> untranslated; the interrupt window is never translated
     // (write-only identity). The spec profile keeps both: interrupts are not DMA here.
     if (!this.iommuEn) return identity(iova, IOMMUAccessFlags.RW);
-    IOVA_U64[0] = iova;
+    IOVA_U64_MAX[0] = iova;
     const lo = IOVA_U32[LO]!;
     const hi = IOVA_U32[HI]!;
     if (hi === 0 && lo >= INT_WINDOW_FIRST && lo <= INT_WINDOW_LAST) return identity(iova, IOMMUAccessFlags.WO);
@@ -548,7 +548,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     if (dte.mode === 7) return this.fault(0, false, sid, iova, access);
     const r = walkQemu72(this.mem, this.pw, dte, lo, hi, access, this.walkOut);
     if (!r.ok) {
-      if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID 0x${sid.toString(16)} at iova 0x${iova.toString(16)} took ${64} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
+      if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID ${hex(sid)} at iova ${hex(iova)} took ${64} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
       return this.fault(r.code, false, sid, iova, access);
     }
     return this.cacheWalk(bucket, key, sid, dte.domid, iova, lo, hi, r.xlat, r.shift, r.perm);
@@ -683,13 +683,17 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
 
   /** A bounded walker over `dte`'s tables, sharing the action's budget; reports an abandoned sync once per action. */
   private walkerFor(sid: number, dte: Dte): LeafWalker {
-    if (!this.inAction) this.budget.reset(); // a registration outside a guest action: its own budget
+    if (!this.inAction) {
+      // A registration outside a guest action: its own budget and report.
+      this.budget.reset();
+      this.incomplete.clear();
+    }
     const inner = syncWalker(this.mem, dte, this.budget);
     return (first, last, sink) => {
       inner(first, last, sink);
       if (this.budget.exhausted && !this.incomplete.has(sid)) {
         this.incomplete.add(sid);
-        this.events.emit('syncIncomplete', sid, `amd-vi: the page walk of DeviceID 0x${sid.toString(16)} read more than ${this.budget.limit} entries in one guest action (looping or aliased tables?)`);
+        this.events.emit('syncIncomplete', sid, `amd-vi: the page walk of DeviceID ${hex(sid)} read more than ${this.budget.limit} entries in one guest action (looping or aliased tables?)`);
       }
     };
   }
@@ -792,7 +796,7 @@ export function invalidationRange(c: Command): [bigint, bigint] {
   if ((c.w2 & 1) === 0) return [addr, addr | 0xfffn];
   let k = 12;
   while (k < 64 && ((addr >> BigInt(k)) & 1n) === 1n) k++;
-  if (k >= 63) return [0n, U64];
+  if (k >= 63) return [0n, U64_MAX];
   const mask = (1n << BigInt(k + 1)) - 1n;
   return [addr & ~mask, (addr & ~mask) | mask];
 }

@@ -99,6 +99,6 @@ export const EVF = {
   TR: 1 << 8,
 } as const;
 
-/** Interrupt address window: never translated (write-only identity). */
-export const INT_WINDOW_FIRST = 0xfee0_0000;
-export const INT_WINDOW_LAST = 0xfeef_ffff;
+/** The x86 interrupt window (core X86_MSI_RANGE) as numbers for the hot path: never translated (write-only identity). */
+export const INT_WINDOW_FIRST = Number(X86_MSI_RANGE.start);
+export const INT_WINDOW_LAST = Number(X86_MSI_RANGE.end);

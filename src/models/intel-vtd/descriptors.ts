@@ -4,6 +4,7 @@
  * `intel_iommu_internal.h` 7.2, see vtd-facts.md §7). Internal to the model.
  */
 import { Parser } from 'binary-parser';
+import { hex } from '../../core/guest-addr';
 import { VTD_MAMV } from './regs';
 
 /** The raw words of one descriptor: 128-bit (lo, hi) or 256-bit (plus v2, v3). */
@@ -60,7 +61,6 @@ export function parseRawDescriptor(bytes: Uint8Array): RawDescriptor {
   return (bytes.byteLength >= 32 ? desc256.parse(buf) : desc128.parse(buf)) as RawDescriptor;
 }
 
-const hex = (v: bigint): string => '0x' + v.toString(16);
 
 /**
  * Decodes and validates one descriptor as QEMU 7.2 does. In a 256-bit queue

@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { TypedEmitter } from '../../core/typed-events';
 import { IOMMUAccessFlags } from '../../core/access';
+import { X86_MSI_RANGE, hex } from '../../core/guest-addr';
 import { ContractViolation } from '../../core/errors';
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUAddressSpace, IOMMUFault, IOMMUModelEvents, TranslateResult } from '../../core/model';
@@ -77,8 +78,8 @@ export interface VtdLimits {
 /** QEMU's context-cache generation wraps here and then resets every cached context. */
 const VTD_CONTEXT_CACHE_GEN_MAX = 0xffff_ffff;
 /** The interrupt address window (QEMU routes it to the APIC, never through translate). */
-const VTD_INTERRUPT_ADDR_FIRST = 0xfee0_0000;
-const VTD_INTERRUPT_ADDR_LAST = 0xfeef_ffff;
+const VTD_INTERRUPT_ADDR_FIRST = Number(X86_MSI_RANGE.start);
+const VTD_INTERRUPT_ADDR_LAST = Number(X86_MSI_RANGE.end);
 const PCI_NO_PASID_PV = 0xffff;
 const IOTLB_EVENTS = IOMMUNotifierFlag.MAP | IOMMUNotifierFlag.UNMAP;
 /** Descriptor type recorded as the last processed one when a read fails (VTD_INV_DESC_NONE). */
@@ -87,7 +88,6 @@ const VTD_INV_DESC_WAIT = 5;
 
 /** addrMask of a leaf at level 1, 2, 3. */
 const LEVEL_MASK = [0n, 0xfffn, 0x1f_ffffn, 0x3fff_ffffn];
-const hex = (v: number | bigint): string => '0x' + v.toString(16);
 const emptyWalker: LeafWalker = () => {};
 
 /** One device address space: the notifier list and the cached context and IOTLB entries of (sid, PASID). */

@@ -4,6 +4,7 @@
  * (value, writable mask, write-1-to-clear mask, write-only mask; see
  * shared/reference/vtd-facts.md §2). Internal to the intel-vtd model.
  */
+import { U64_MAX } from '../../core/guest-addr';
 import type { VtdConfig } from './config';
 
 /** Size of the register block: FRCD0 at 0x220 is the last register (QEMU DMAR_REG_SIZE). */
@@ -131,7 +132,7 @@ export function computeEcap(cfg: VtdConfig): bigint {
   return ecap;
 }
 
-const M64 = (1n << 64n) - 1n;
+const M64 = U64_MAX; // register values are 64 bits wide
 
 /**
  * Byte-wise register storage, as QEMU keeps it: a guest write stores

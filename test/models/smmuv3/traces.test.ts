@@ -22,7 +22,7 @@ test.each(files)('%s replays clean', async (file) => {
   expect(r.ok).toBe(true);
 });
 
-test('a changed expectation is caught (IDR0 and an event record)', async () => {
+test('a changed expectation is caught (IDR0 read)', async () => {
   const text = readFileSync(join(DIR, 's1-basic-4k.jsonl'), 'utf8');
   const bad = text.replace('"expect":"0xd40101a"', '"expect":"0xd40101b"');
   expect(bad).not.toEqual(text);
