@@ -9,6 +9,7 @@ import * as replay from './replay.bench';
 import * as vtd from './vtd.bench';
 import * as record from './record.bench';
 import * as virtio from './virtio.bench';
+import * as smmuv3 from './smmuv3.bench';
 
 // Each area registers its suite here.
 const suites: Array<[string, { suite: BenchSuite }]> = [
@@ -17,6 +18,7 @@ const suites: Array<[string, { suite: BenchSuite }]> = [
   ['vtd', vtd],
   ['record', record],
   ['virtio', virtio],
+  ['smmuv3', smmuv3],
 ];
 
 async function main(): Promise<void> {

@@ -5,6 +5,7 @@
  * - the core contract types and `NotifierList` (src/core),
  * - guest memory (`GuestMemory`, `SparseRam`, page-by-page DMA helpers),
  * - the Intel VT-d model (`createIntelVtd`),
+ * - the Arm SMMUv3 model (`createSmmuV3`),
  * - the virtio-iommu model (`createVirtioIommu`) and a split-virtqueue helper
  *   for emulators without a virtio layer of their own.
  * Traces are `viommu/trace`, listeners `viommu/listeners`, the conformance
@@ -21,3 +22,5 @@ export {
 export type {
   VirtioIommu, VirtioIommuConfig, ReservedRegion, VirtioIommuFaultReport, VirtioMapping, SplitQueueLayout, DescriptorChain,
 } from './models/virtio-iommu';
+export { createSmmuV3, SmmuV3ConfigError, DEFAULT_SMMUV3_CONFIG, SMMU_EVT, SMMU_CMD, SMMU_IRQ_SPI } from './models/smmuv3';
+export type { SmmuV3, SmmuV3Config, SmmuStage, SmmuV3Events, SmmuIrq, SmmuIrqLine } from './models/smmuv3';

@@ -96,8 +96,10 @@ export class Harness<Ctx = unknown> {
    * the tables); not visible until invalidated. Returns the kit-relative span
    * the change affects (the new leaf and every leaf it replaced).
    */
-  async map(rel: bigint, gpa: bigint, size: PageSize, perm: number): Promise<[bigint, bigint]> {
+  async map(rel: bigint, gpa: bigint, size: PageSize, asked: number): Promise<[bigint, bigint]> {
     const iova = this.at(rel);
+    // Write-only (2) where the tables cannot say it: read-write (capabilities.writeOnly).
+    const perm = asked === 2 && !this.caps.writeOnly ? 3 : asked;
     this.step = `map ${hex(iova)} -> ${hex(gpa)} size ${hex(size)} perm ${perm}`;
     let lo = iova;
     let hi = iova + size - 1n;

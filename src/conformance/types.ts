@@ -77,6 +77,14 @@ export interface ConformanceCapabilities {
    * failure messages say which.
    */
   mapping?: 'tables' | 'requests';
+  /**
+   * Whether the model's tables can express a write-only leaf. Default true.
+   * False for formats without that encoding (AArch64 stage-1 descriptors:
+   * AP gives read-only or read-write, and a page is always readable): the
+   * kit then maps read-write wherever a scenario asks for write-only, and
+   * checks the translations against what it mapped.
+   */
+  writeOnly?: boolean;
 }
 
 /** What `create` is given. */
@@ -144,6 +152,7 @@ export interface ResolvedCapabilities {
   iovaBits: number;
   reservedIova: readonly InclusiveRange[];
   mapping: 'tables' | 'requests';
+  writeOnly: boolean;
 }
 
 /** `adapter.capabilities` with defaults; throws an Error naming a malformed field (an adapter bug). */
@@ -163,6 +172,7 @@ export function resolveCapabilities(adapter: Pick<ConformanceAdapter<never>, 'ca
     iovaBits,
     reservedIova,
     mapping: c.mapping ?? 'tables',
+    writeOnly: c.writeOnly ?? true,
   };
 }
 

@@ -4,10 +4,11 @@
  * - `VfioListener` over a `VfioContainer` (simulated VFIO type1 v2 host DMA backend).
  * - `VhostListener` (a vhost device IOTLB).
  */
-export { VfioContainer, VfioDevice, VfioError, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_ENTRY_LIMIT, X86_MSI_WINDOW } from './vfio-container';
+export { VfioContainer, VfioDevice, VfioError, VfioUnwindError, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_ENTRY_LIMIT, X86_MSI_WINDOW } from './vfio-container';
 export type {
   VfioContainerOptions, VfioContainerEvents, VfioContainerStats, VfioDeviceOptions, VfioDmaAccess, VfioDmaMap,
-  VfioDmaUnmap, VfioDmaMapping, VfioIommuInfo, VfioIovaRange, VfioReservedRegion, HostMapping, VfioOp,
+  VfioDmaUnmap, VfioDmaMapping, VfioIommuInfo, VfioIovaRange, VfioReservedRegion, HostMapping, VfioOp, VfioMapRefusal,
+  VfioErrorDetail,
 } from './vfio-container';
 export { SimHostDomain, HostDomainError, ERRNO, IOMMU_READ, IOMMU_WRITE } from './host-domain';
 export type { HostIommuDomain, SimHostDomainOptions, VfioErrno } from './host-domain';

@@ -480,7 +480,8 @@ export class VfioContainer {
           }
         }
         // The callbacks may have changed the list (Linux drops the lock: "goto again").
-        if (this.dmas.find(dma.start) === dma && dma.pinRefs >= before && ++idle >= this.unpinRetries) {
+        if (dma.pinRefs < before || this.dmas.find(dma.start) !== dma) idle = 0;
+        else if (++idle >= this.unpinRetries) {
           const pinned = [...dma.pinned!.keys()].sort((a, b) => (a < b ? -1 : 1));
           this.counters.unpinStuck++;
           this.events.emit('unpinStuck', { iova: dma.start, size: dsize, pinned, rounds });

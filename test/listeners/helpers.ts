@@ -13,6 +13,8 @@ export class FaultyDomain implements HostIommuDomain {
   /** Fail the next map calls with this errno (counted down). */
   failMaps = 0;
   failReserve = false;
+  /** Make unreserve throw (a domain that cannot give a reservation back). */
+  failUnreserve = false;
   /** Override what unmap returns (and removes): a function of (iova, size) -> bytes to remove from iova. */
   unmapOverride: ((iova: bigint, size: bigint) => bigint) | undefined;
   readonly calls: string[] = [];
@@ -51,7 +53,11 @@ export class FaultyDomain implements HostIommuDomain {
     if (this.failReserve) throw new HostDomainError('EBUSY', `${this.name}: injected reserve failure`);
     this.sim.reserve(start, last);
   }
-  unreserve(start: bigint, last: bigint): void { this.sim.unreserve(start, last); }
+  unreserve(start: bigint, last: bigint): void {
+    this.calls.push(`unreserve ${start.toString(16)}-${last.toString(16)}`);
+    if (this.failUnreserve) throw new HostDomainError('EFAULT', `${this.name}: injected unreserve failure`);
+    this.sim.unreserve(start, last);
+  }
 }
 
 /** Host pages of a SimHostDomain as a set of 4 KiB page IOVAs -> paddr|prot, for comparisons. */

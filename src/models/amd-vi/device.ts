@@ -28,7 +28,7 @@ import {
 } from './regs';
 import { DteDecoder, commandReserved, decodeCommand, encodeEvent } from './structures';
 import type { Command, Dte } from './structures';
-import { WalkBudget, newWalkResult, pageWordsOf, syncWalker, walkQemu72, walkSpec } from './walk';
+import { QEMU_WALK_STEP_LIMIT, WalkBudget, newWalkResult, pageWordsOf, syncWalker, walkQemu72, walkSpec } from './walk';
 
 /** Default work bound of the notifier syncs of one guest action (page-table entries read). */
 export const AMDVI_SYNC_WALK_BUDGET = 2 ** 24;
@@ -42,8 +42,8 @@ export interface AmdViLimits {
 const TWO_32 = 4294967296;
 
 /** The iova's 32-bit halves without allocating (a bigint written into a typed array). */
-const IOVA_U64_MAX = new BigUint64Array(1);
-const IOVA_U32 = new Uint32Array(IOVA_U64_MAX.buffer);
+const IOVA_U64 = new BigUint64Array(1);
+const IOVA_U32 = new Uint32Array(IOVA_U64.buffer);
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const LO = LITTLE ? 0 : 1;
 const HI = LITTLE ? 1 : 0;
@@ -504,7 +504,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     }
     encodeEvent(this.eventBuf, code, devid, domid, flags, address);
     if (!this.mem.write(base + tail, this.eventBuf)) {
-      this.events.emit('guestError', `amd-vi: event log entry at ${hex((base + tail))} is outside RAM`);
+      this.events.emit('guestError', `amd-vi: event log entry at ${hex(base + tail)} is outside RAM`);
       return false;
     }
     this.setReg(REG.EVT_TAIL, BigInt(next));
@@ -518,7 +518,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     // QEMU amdvi_translate: IOMMU off -> untranslated; the interrupt window is never translated
     // (write-only identity). The spec profile keeps both: interrupts are not DMA here.
     if (!this.iommuEn) return identity(iova, IOMMUAccessFlags.RW);
-    IOVA_U64_MAX[0] = iova;
+    IOVA_U64[0] = iova;
     const lo = IOVA_U32[LO]!;
     const hi = IOVA_U32[HI]!;
     if (hi === 0 && lo >= INT_WINDOW_FIRST && lo <= INT_WINDOW_LAST) return identity(iova, IOMMUAccessFlags.WO);
@@ -548,7 +548,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     if (dte.mode === 7) return this.fault(0, false, sid, iova, access);
     const r = walkQemu72(this.mem, this.pw, dte, lo, hi, access, this.walkOut);
     if (!r.ok) {
-      if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID ${hex(sid)} at iova ${hex(iova)} took ${64} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
+      if (r.runaway) this.events.emit('guestError', `amd-vi: the page walk of DeviceID ${hex(sid)} at iova ${hex(iova)} took ${QEMU_WALK_STEP_LIMIT} steps (NextLevel loop; QEMU 7.2 would not return): access failed`);
       return this.fault(r.code, false, sid, iova, access);
     }
     return this.cacheWalk(bucket, key, sid, dte.domid, iova, lo, hi, r.xlat, r.shift, r.perm);

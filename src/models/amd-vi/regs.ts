@@ -2,6 +2,7 @@
  * MMIO register map and field encodings of the AMD IOMMU (spec 48882,
  * "MMIO Registers" and "Commands" / "Event Log" chapters). Internal.
  */
+import { X86_MSI_RANGE } from '../../core/guest-addr';
 
 /** Size of the MMIO region (QEMU AMDVI_MMIO_SIZE). */
 export const MMIO_SIZE = 0x4000;

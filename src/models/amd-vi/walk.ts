@@ -158,9 +158,18 @@ export function walkSpec(mem: GuestMemory, pw: PageWordsSource | undefined, dte:
   for (;;) {
     const s = 12 + 9 * (level - 1);
     const idx = indexAt(lo, hi, s);
-    if (!readPte(mem, pw, table, idx)) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, rw, table + idx * 8);
-    const pLo = eLo;
-    const pHi = eHi;
+    // The hot path reads the table page's words directly; readPte is the general form.
+    const words = pw === undefined ? undefined : pw.pageWords(table);
+    let pLo: number;
+    let pHi: number;
+    if (words !== undefined) {
+      pLo = words[idx * 2]!;
+      pHi = words[idx * 2 + 1]!;
+    } else {
+      if (!readPte(mem, undefined, table, idx)) return fail(out, EVENT.PAGE_TAB_HARDWARE_ERROR, rw, table + idx * 8);
+      pLo = eLo;
+      pHi = eHi;
+    }
     if ((pLo & 1) === 0) return fail(out, EVENT.IO_PAGE_FAULT, rw);
     if ((pHi & 0x07f0_0000) !== 0) return fail(out, EVENT.IO_PAGE_FAULT, rw | EVF.PR | EVF.RZ);
     perm &= (pHi >>> 29) & 3;
