@@ -7,12 +7,14 @@
 
 /** Errno names the simulated host side reports (Linux values in `ERRNO`). */
 export type VfioErrno =
-  | 'EPERM' | 'EBADF' | 'ENOMEM' | 'EFAULT' | 'EBUSY' | 'EEXIST' | 'ENODEV' | 'EINVAL' | 'ENOSPC' | 'ERANGE';
+  | 'EPERM' | 'ENOENT' | 'EBADF' | 'EAGAIN' | 'ENOMEM' | 'EFAULT' | 'EBUSY' | 'EEXIST' | 'ENODEV' | 'EINVAL' | 'ENOSPC' | 'ERANGE';
 
 /** Linux errno numbers and strerror texts, for messages in QEMU's shape (`= -17 (File exists)`). */
 export const ERRNO: Readonly<Record<VfioErrno, readonly [number, string]>> = {
   EPERM: [1, 'Operation not permitted'],
+  ENOENT: [2, 'No such file or directory'],
   EBADF: [9, 'Bad file descriptor'],
+  EAGAIN: [11, 'Resource temporarily unavailable'],
   ENOMEM: [12, 'Cannot allocate memory'],
   EFAULT: [14, 'Bad address'],
   EBUSY: [16, 'Device or resource busy'],

@@ -21,6 +21,15 @@ const HOST_PAGE = 4096n;
 
 /** VFIO_DMA_UNMAP_FLAG_ALL (v2, Linux 5.12+): iova = size = 0 unmaps everything. */
 export const VFIO_DMA_UNMAP_FLAG_ALL = 2;
+/**
+ * VFIO_DMA_UNMAP_FLAG_VADDR (Linux 5.12+, live update): the mappings of the
+ * range stay in the IOMMU, only their vaddr is invalidated; work that needs
+ * it (pinning, replay into a new domain, an IOPF fault-in) fails with EAGAIN
+ * until VFIO_DMA_MAP_FLAG_VADDR gives a new one.
+ */
+export const VFIO_DMA_UNMAP_FLAG_VADDR = 4;
+/** VFIO_DMA_MAP_FLAG_VADDR: give a mapping whose vaddr was invalidated a new vaddr, same iova and size. */
+export const VFIO_DMA_MAP_FLAG_VADDR = 4;
 /** `getInfo().flags` bits: VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_INFO_CAPS. */
 export const VFIO_IOMMU_INFO_PGSIZES = 1;
 export const VFIO_IOMMU_INFO_CAPS = 2;
@@ -29,7 +38,7 @@ export const VFIO_DMA_ENTRY_LIMIT = 65535;
 /** x86 MSI doorbell window, reported by Linux as an IOMMU_RESV_MSI region of every device. */
 export const X86_MSI_WINDOW = { start: 0xfee00000n, last: 0xfeefffffn, type: 'msi' } as const;
 
-export type VfioOp = 'MAP_DMA' | 'UNMAP_DMA' | 'PIN_PAGES' | 'RESERVE' | 'DEVICE';
+export type VfioOp = 'MAP_DMA' | 'UNMAP_DMA' | 'PIN_PAGES' | 'RESERVE' | 'DEVICE' | 'ATTACH_GROUP';
 
 /** What an UNMAP_DMA that stopped on pinned pages had done: bytes unmapped before, pages still pinned, rounds asked. */
 export interface VfioErrorDetail {
@@ -86,6 +95,8 @@ export interface VfioDmaMap {
   vaddr: bigint;
   read: boolean;
   write: boolean;
+  /** 0, or VFIO_DMA_MAP_FLAG_VADDR (then read/write are ignored). */
+  flags?: number;
 }
 
 /** Why `tryMapDma` refused a map (no Error built). */
@@ -99,7 +110,7 @@ const ENOSPC_REFUSAL: VfioMapRefusal = Object.freeze({ errno: 'ENOSPC', reason: 
 export interface VfioDmaUnmap {
   iova: bigint;
   size: bigint;
-  /** 0, or VFIO_DMA_UNMAP_FLAG_ALL. */
+  /** 0, or VFIO_DMA_UNMAP_FLAG_ALL and/or VFIO_DMA_UNMAP_FLAG_VADDR. */
   flags?: number;
 }
 
@@ -154,9 +165,26 @@ export type VfioContainerEvents = {
   unpinStuck: (e: { iova: bigint; size: bigint; pinned: bigint[]; rounds: number }) => void;
   /** An ioctl or in-kernel call was refused (the same error is thrown to the caller). */
   ioctlError: (error: VfioError) => void;
-  /** A device stopped DMA (last handle closed, or reset). */
-  deviceStopped: (e: { device: string; reason: 'close' | 'reset' }) => void;
+  /**
+   * A device stopped DMA (last handle closed, or reset). `invalidated`: the
+   * peer-to-peer mappings backed by its BARs, removed with it (seed 004).
+   */
+  deviceStopped: (e: { device: string; reason: 'close' | 'reset'; invalidated: VfioDmaRange[] }) => void;
+  /** IOPF mode: host memory went away (`invalidateVaddr`); `unmapped` per domain, exact. */
+  vaddrInvalidated: (e: { vaddr: bigint; size: bigint; ranges: VfioVaddrUnmap[] }) => void;
 };
+
+/** An IOVA range [iova, iova + size). */
+export interface VfioDmaRange {
+  iova: bigint;
+  size: bigint;
+}
+
+/** What `invalidateVaddr` removed for one mapping: the IOVA range backed by the memory, and per domain the bytes the domain reported unmapped. */
+export interface VfioVaddrUnmap extends VfioDmaRange {
+  /** Per domain (index order): bytes the domain's unmap calls removed, which may exceed `size` (a superpage goes whole). */
+  unmapped: bigint[];
+}
 
 /** Counters of a container. */
 export interface VfioContainerStats {
@@ -175,6 +203,12 @@ export interface VfioContainerStats {
   refusedMaps: number;
   /** Domains that failed to give back a reservation while a refused change was unwound. */
   unwindFailures: number;
+  /** IOPF mode: pages mapped on a device fault after an invalidation. */
+  iopfFaults: number;
+  /** Peer-to-peer mappings removed because their BAR's device stopped. */
+  p2pInvalidated: number;
+  /** Groups attached after creation (`attachGroup`). */
+  groupsAttached: number;
   pinnedPages: number;
   devices: number;
   deviceStops: number;
@@ -195,6 +229,15 @@ export interface VfioContainerOptions {
   unpinRetries?: number;
   /** Reserved regions of the attached devices; default the x86 MSI window. */
   reservedRegions?: VfioReservedRegion[];
+  /**
+   * How the IOMMU holds user memory. `pinned` (default, type1): pages are
+   * pinned at MAP_DMA and a change of the process's memory does not reach
+   * the IOMMU. `iopf` (I/O page faults with an MMU notifier, as SVA/iommufd
+   * do): `invalidateVaddr` unmaps every IOVA backed by the changed memory,
+   * and a device access to such an IOVA faults the page back in from the
+   * mapping's vaddr.
+   */
+  hostMemory?: 'pinned' | 'iopf';
   name?: string;
 }
 
@@ -216,6 +259,8 @@ export type VfioDmaAccess =
   | { ok: false; iova: bigint; reason: 'unmapped' | 'permission' };
 
 interface Dma extends Span {
+  /** VFIO_DMA_UNMAP_FLAG_VADDR was applied and no new vaddr given yet. */
+  vaddrInvalid: boolean;
   /** Page IOVA -> pin references (vfio_pfn.ref_count); created on the first pin. */
   pinned: Map<bigint, number> | undefined;
   pinRefs: number;
@@ -249,25 +294,33 @@ const cloneSpan = (s: Span, start: bigint, end: bigint): Span => ({ start, end, 
 export class VfioContainer {
   readonly name: string;
   readonly events: TypedEmitter<VfioContainerEvents> = new EventEmitter() as TypedEmitter<VfioContainerEvents>;
-  readonly domains: readonly HostIommuDomain[];
+  readonly hostMemory: 'pinned' | 'iopf';
+  /** The host IOMMU domains (grows with `attachGroup`). */
+  get domains(): readonly HostIommuDomain[] {
+    return this.domainList;
+  }
+  private readonly domainList: HostIommuDomain[];
+  /** Process memory that is a device's BAR mmap: DMA mappings of it are peer-to-peer. */
+  private readonly bars: Array<{ device: string; vaddr: bigint; end: bigint }> = [];
   private readonly dmas = new SpanList<Dma>();
   /** Per domain: what that host domain maps, kept equal to it from what its calls return. */
   private readonly records: SpanList<Span>[];
   private readonly devices = new Map<string, DeviceRecord>();
   private dmaAvail: number;
   private readonly unpinRetries: number;
-  private readonly pgsizes: bigint;
-  private readonly minPage: bigint;
+  private pgsizes: bigint;
+  private minPage: bigint;
   /** Control-plane state: replaced as a whole (immer), so a failed change leaves it untouched. */
   private control: ControlState;
   private readonly counters: Omit<VfioContainerStats, 'mappings' | 'dmaAvail' | 'pinnedPages' | 'devices'> = {
     maps: 0, unmaps: 0, errors: {}, hostErrors: 0, hostOverUnmaps: 0, unpinStuck: 0, deviceStops: 0,
-    unpinRounds: 0, refusedMaps: 0, unwindFailures: 0,
+    unpinRounds: 0, refusedMaps: 0, unwindFailures: 0, iopfFaults: 0, p2pInvalidated: 0, groupsAttached: 0,
   };
 
   constructor(options: VfioContainerOptions = {}) {
     this.name = options.name ?? 'vfio-container';
-    this.domains = options.domains ?? [new SimHostDomain({ name: `${this.name}/domain0` })];
+    this.domainList = [...(options.domains ?? [new SimHostDomain({ name: `${this.name}/domain0` })])];
+    this.hostMemory = options.hostMemory ?? 'pinned';
     this.records = this.domains.map(() => new SpanList<Span>());
     this.dmaAvail = options.dmaEntryLimit ?? VFIO_DMA_ENTRY_LIMIT;
     this.unpinRetries = options.unpinRetries ?? 1;
@@ -312,33 +365,7 @@ export class VfioContainer {
       throw this.fail('RESERVE', 'EINVAL', `reserve(${hex(start)}, ${hex(last)})`, 'overlaps an existing DMA mapping');
     }
     this.control = produce(this.control, (draft) => {
-      const done: HostIommuDomain[] = [];
-      for (const d of this.domains) {
-        try {
-          d.reserve?.(start, last);
-          done.push(d);
-        } catch (e) {
-          const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
-          this.hostError(d, 'reserve', start, last - start + 1n, errno, messageOf(e));
-          // Unwind every domain even when one refuses: one stuck domain must
-          // not leave the others reserved (seed 002: all or nothing).
-          const unwindFailures: Array<{ domain: string; error: unknown }> = [];
-          for (const u of done.reverse()) {
-            try {
-              u.unreserve?.(start, last);
-            } catch (ue) {
-              unwindFailures.push({ domain: u.name, error: ue });
-              this.hostError(u, 'unreserve', start, last - start + 1n, ue instanceof HostDomainError ? ue.errno : 'EFAULT', messageOf(ue));
-            }
-          }
-          const call = `reserve(${hex(start)}, ${hex(last)})`;
-          if (unwindFailures.length === 0) throw this.fail('RESERVE', errno, call, `${d.name} failed, other domains unwound`);
-          this.counters.unwindFailures += unwindFailures.length;
-          const error = new VfioUnwindError(new VfioError('RESERVE', errno, call, `${d.name} failed`), e, unwindFailures);
-          this.countError(error);
-          throw error;
-        }
-      }
+      this.reserveAll(this.domainList.map((d) => [d, region]), 'RESERVE', `reserve(${hex(start)}, ${hex(last)})`);
       draft.reserved.push({ ...region });
       draft.iovaRanges = subtractRange(draft.iovaRanges, start, last);
     });
@@ -347,6 +374,7 @@ export class VfioContainer {
   /** VFIO_IOMMU_MAP_DMA (type1 v2). Throws VfioError; on failure nothing is mapped in any domain. */
   mapDma(map: VfioDmaMap): void {
     const refusal = this.refuseMap(map);
+    if (refusal === 'done') return;
     if (refusal !== undefined) {
       throw this.fail('MAP_DMA', refusal.errno, `vfio_dma_map(${hex(map.iova)}, ${hex(map.size)}, ${hex(map.vaddr)})`, refusal.reason);
     }
@@ -362,6 +390,7 @@ export class VfioContainer {
    */
   tryMapDma(map: VfioDmaMap): VfioMapRefusal | undefined {
     const refusal = this.refuseMap(map);
+    if (refusal === 'done') return undefined;
     if (refusal !== undefined) {
       this.counters.errors[refusal.errno] = (this.counters.errors[refusal.errno] ?? 0) + 1;
       this.counters.refusedMaps++;
@@ -371,16 +400,35 @@ export class VfioContainer {
     return undefined;
   }
 
-  /** The checks of vfio_dma_do_map, in its order where it matters; undefined when the map may go ahead. */
-  private refuseMap(map: VfioDmaMap): VfioMapRefusal | undefined {
+  /**
+   * The checks of vfio_dma_do_map, in its order where it matters; undefined
+   * when a new map may go ahead. A MAP with VFIO_DMA_MAP_FLAG_VADDR is
+   * done here (it changes only the vaddr): ENOENT when no mapping starts
+   * there, EINVAL unless exactly one mapping of that iova and size has an
+   * invalidated vaddr.
+   */
+  private refuseMap(map: VfioDmaMap): VfioMapRefusal | 'done' | undefined {
     const { iova, size, vaddr } = map;
+    const flags = map.flags ?? 0;
+    const setVaddr = (flags & VFIO_DMA_MAP_FLAG_VADDR) !== 0;
     const mask = this.minPage - 1n;
-    if (!map.read && !map.write) return { errno: 'EINVAL', reason: 'neither read nor write' };
+    if ((flags & ~VFIO_DMA_MAP_FLAG_VADDR) !== 0) return { errno: 'EINVAL', reason: `unsupported flags 0x${flags.toString(16)}` };
+    if (!setVaddr && !map.read && !map.write) return { errno: 'EINVAL', reason: 'neither read nor write' };
     if (size <= 0n || iova < 0n || vaddr < 0n || ((size | iova | vaddr) & mask) !== 0n) {
       return { errno: 'EINVAL', reason: `size 0 or not aligned to ${hex(this.minPage)}` };
     }
     const last = iova + size - 1n;
     if (last >= U64_END || vaddr + size - 1n >= U64_END) return { errno: 'EINVAL', reason: 'wraps' };
+    if (setVaddr) {
+      const dma = this.dmas.firstOverlapping(iova, last + 1n);
+      if (dma === undefined) return { errno: 'ENOENT', reason: 'no mapping there' };
+      if (dma.start !== iova || dma.end !== last + 1n || !dma.vaddrInvalid) {
+        return { errno: 'EINVAL', reason: `not exactly one mapping of this iova and size with an invalidated vaddr` };
+      }
+      dma.addr = vaddr;
+      dma.vaddrInvalid = false;
+      return 'done';
+    }
     // vfio_dma_do_map's order: EEXIST, then ENOSPC (a constant: the flood case builds nothing), then the IOVA ranges.
     if (this.dmas.firstOverlapping(iova, last + 1n) !== undefined) return { errno: 'EEXIST', reason: 'overlaps an existing mapping' };
     if (this.dmaAvail <= 0) return ENOSPC_REFUSAL;
@@ -412,7 +460,7 @@ export class VfioContainer {
       this.records[k]!.cut(iova, last + 1n, cloneSpan);
       this.records[k]!.insert({ start: iova, end: last + 1n, addr: vaddr, prot });
     }
-    this.dmas.insert({ start: iova, end: last + 1n, addr: vaddr, prot, pinned: undefined, pinRefs: 0 });
+    this.dmas.insert({ start: iova, end: last + 1n, addr: vaddr, prot, pinned: undefined, pinRefs: 0, vaddrInvalid: false });
     this.dmaAvail--;
     this.counters.maps++;
   }
@@ -437,7 +485,7 @@ export class VfioContainer {
     const flags = unmap.flags ?? 0;
     let { iova, size } = unmap;
     const what = (): string => `vfio_dma_unmap(${hex(unmap.iova)}, ${hex(unmap.size)})`;
-    if ((flags & ~VFIO_DMA_UNMAP_FLAG_ALL) !== 0) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `unsupported flags 0x${flags.toString(16)}`);
+    if ((flags & ~(VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) !== 0) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `unsupported flags 0x${flags.toString(16)}`);
     if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
       if (iova !== 0n || size !== 0n) throw this.fail('UNMAP_DMA', 'EINVAL', what(), `UNMAP_ALL needs iova = size = 0`);
       size = U64_END;
@@ -458,6 +506,7 @@ export class VfioContainer {
       }
     }
     const end = iova + size;
+    if (flags & VFIO_DMA_UNMAP_FLAG_VADDR) return this.invalidateVaddrs(iova, end, what);
     let unmapped = 0n;
     let stuckOn: Dma | undefined;
     let idle = 0;
@@ -497,6 +546,158 @@ export class VfioContainer {
     }
     this.counters.unmaps++;
     return { unmapped };
+  }
+
+  /**
+   * UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR: every mapping of [iova, end)
+   * keeps its IOMMU mapping and loses its vaddr. One already invalidated
+   * makes the whole call fail with EINVAL, the ones marked before it in this
+   * call restored (Linux's unwind; `unmapped` 0).
+   */
+  private invalidateVaddrs(iova: bigint, end: bigint, what: () => string): { unmapped: bigint } {
+    const hit = this.dmas.overlapping(iova, end);
+    const stale = hit.find((d) => d.vaddrInvalid);
+    if (stale !== undefined) {
+      throw this.fail('UNMAP_DMA', 'EINVAL', what(), `the vaddr of ${hex(stale.start)}+${hex(stale.end - stale.start)} is already invalid; nothing changed`);
+    }
+    let unmapped = 0n;
+    for (const d of hit) {
+      d.vaddrInvalid = true;
+      unmapped += d.end - d.start;
+    }
+    this.counters.unmaps++;
+    return { unmapped };
+  }
+
+  /**
+   * IOPF mode (`hostMemory: 'iopf'`): the process's memory [vaddr, vaddr +
+   * size) changed (an MMU notifier's invalidate_range). Every IOVA backed by
+   * it is unmapped from every domain; the user mappings stay, and a later
+   * device access faults the pages in again. Returns, per mapping touched,
+   * the IOVA range and what each domain reported it unmapped, the exact
+   * sizes (a domain may remove a whole superpage: its record follows what it
+   * says, never the size asked). In `pinned` mode the IOMMU keeps the pinned
+   * pages (what pinning is for): nothing is unmapped and [] is returned.
+   */
+  invalidateVaddr(vaddr: bigint, size: bigint): VfioVaddrUnmap[] {
+    if (size <= 0n || vaddr < 0n || vaddr + size > U64_END) {
+      throw this.fail('UNMAP_DMA', 'EINVAL', `invalidate_vaddr(${hex(vaddr)}, ${hex(size)})`, 'empty or outside 64 bits');
+    }
+    if (this.hostMemory !== 'iopf') return [];
+    const lo = vaddr & ~(HOST_PAGE - 1n);
+    const hi = (vaddr + size + HOST_PAGE - 1n) & ~(HOST_PAGE - 1n);
+    const out: VfioVaddrUnmap[] = [];
+    for (const d of this.dmas) {
+      if (d.vaddrInvalid) continue; // no vaddr: not backed by this memory any more
+      const dEnd = d.addr + (d.end - d.start);
+      if (dEnd <= lo || d.addr >= hi) continue;
+      const s = d.start + ((lo > d.addr ? lo : d.addr) - d.addr);
+      const e = d.start + ((hi < dEnd ? hi : dEnd) - d.addr);
+      out.push({ iova: s, size: e - s, unmapped: this.domainList.map((_, k) => this.unmapFromDomain(k, s, e)) });
+    }
+    if (out.length > 0) this.events.emit('vaddrInvalidated', { vaddr, size, ranges: out });
+    return out;
+  }
+
+  /**
+   * Attaches a group whose devices sit behind a new host domain to a
+   * container that may already have mappings (vfio_iommu_type1_attach_group):
+   * refused with EINVAL when a mapping lies in one of the group's reserved
+   * regions or beyond the domain's aperture, or is not aligned to a page
+   * size the domain has; EAGAIN while a mapping's vaddr is invalid. Then
+   * every mapping is replayed into the domain and the container's reserved
+   * regions and the group's are installed (the group's in every domain). A
+   * failure anywhere unwinds it all: the new domain is unmapped and
+   * unreserved, the others unreserved; an unwind that fails too is a
+   * `VfioUnwindError`. Returns the new domain's index (for `openDevice`).
+   */
+  attachGroup(domain: HostIommuDomain, reservedRegions: readonly VfioReservedRegion[] = []): number {
+    const call = `attach_group(${domain.name})`;
+    for (const r of reservedRegions) {
+      if (r.start < 0n || r.last < r.start || r.last >= U64_END) throw this.fail('ATTACH_GROUP', 'EINVAL', call, 'reserved region empty or outside 64 bits');
+      const d = this.dmas.firstOverlapping(r.start, r.last + 1n);
+      if (d !== undefined) throw this.fail('ATTACH_GROUP', 'EINVAL', call, `mapping ${hex(d.start)}+${hex(d.end - d.start)} lies in reserved region ${hex(r.start)}-${hex(r.last)}`);
+    }
+    let bitmap = this.pgsizes & domain.pgsizeBitmap;
+    if (bitmap & (HOST_PAGE - 1n)) bitmap = (bitmap & ~(HOST_PAGE - 1n)) | HOST_PAGE;
+    if (bitmap === 0n) throw this.fail('ATTACH_GROUP', 'EINVAL', call, 'no page size in common with the container');
+    const minPage = bitmap & -bitmap;
+    for (const d of this.dmas) {
+      if (d.end - 1n > domain.apertureEnd) throw this.fail('ATTACH_GROUP', 'EINVAL', call, `mapping ${hex(d.start)} beyond the aperture`);
+      if (((d.start | d.end | d.addr) & (minPage - 1n)) !== 0n) throw this.fail('ATTACH_GROUP', 'EINVAL', call, `mapping ${hex(d.start)} not aligned to ${hex(minPage)}`);
+      if (d.vaddrInvalid) throw this.fail('ATTACH_GROUP', 'EAGAIN', call, `mapping ${hex(d.start)} has no valid vaddr (VFIO_DMA_UNMAP_FLAG_VADDR)`);
+    }
+    // Replay (vfio_iommu_replay), then the reservations; unwind on failure.
+    const record = new SpanList<Span>();
+    const undoMaps = (): void => {
+      for (const m of record.toArray().reverse()) {
+        try { domain.unmap(m.start, m.end - m.start); } catch { /* reported below as the replay failure */ }
+      }
+    };
+    for (const d of this.dmas) {
+      try {
+        domain.map(d.start, d.addr, d.end - d.start, d.prot);
+      } catch (e) {
+        const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
+        this.hostError(domain, 'map', d.start, d.end - d.start, errno, messageOf(e));
+        undoMaps();
+        throw this.fail('ATTACH_GROUP', errno, call, `replay of ${hex(d.start)} failed, replay unwound`);
+      }
+      record.insert({ start: d.start, end: d.end, addr: d.addr, prot: d.prot });
+    }
+    const pairs: Array<[HostIommuDomain, VfioReservedRegion]> = [];
+    for (const r of this.control.reserved) pairs.push([domain, r]);
+    for (const r of reservedRegions) for (const d of [...this.domainList, domain]) pairs.push([d, r]);
+    this.reserveAll(pairs, 'ATTACH_GROUP', call, undoMaps);
+    this.domainList.push(domain);
+    this.records.push(record);
+    this.pgsizes = bitmap;
+    this.minPage = minPage;
+    this.control = produce(this.control, (draft) => {
+      for (const r of reservedRegions) {
+        draft.reserved.push({ ...r });
+        draft.iovaRanges = subtractRange(draft.iovaRanges, r.start, r.last);
+      }
+      if (domain.apertureEnd < U64_END - 1n) draft.iovaRanges = subtractRange(draft.iovaRanges, domain.apertureEnd + 1n, U64_END - 1n);
+    });
+    this.counters.groupsAttached++;
+    return this.domainList.length - 1;
+  }
+
+  /**
+   * Installs each (domain, region) pair in order; when one fails, every pair
+   * done is unreserved again (all of them, even when one refuses), `undo`
+   * runs, and the failure is thrown: a VfioError, or a VfioUnwindError
+   * carrying the original failure and the unwind failures.
+   */
+  private reserveAll(pairs: ReadonlyArray<[HostIommuDomain, VfioReservedRegion]>, op: VfioOp, call: string, undo?: () => void): void {
+    const done: Array<[HostIommuDomain, VfioReservedRegion]> = [];
+    for (const [d, r] of pairs) {
+      try {
+        d.reserve?.(r.start, r.last);
+        done.push([d, r]);
+      } catch (e) {
+        const errno = e instanceof HostDomainError ? e.errno : 'EFAULT';
+        this.hostError(d, 'reserve', r.start, r.last - r.start + 1n, errno, messageOf(e));
+        // Unwind every pair even when one refuses: one stuck domain must not
+        // leave the others reserved (seed 002: all or nothing).
+        const unwindFailures: Array<{ domain: string; error: unknown }> = [];
+        for (const [u, ur] of done.reverse()) {
+          try {
+            u.unreserve?.(ur.start, ur.last);
+          } catch (ue) {
+            unwindFailures.push({ domain: u.name, error: ue });
+            this.hostError(u, 'unreserve', ur.start, ur.last - ur.start + 1n, ue instanceof HostDomainError ? ue.errno : 'EFAULT', messageOf(ue));
+          }
+        }
+        undo?.();
+        if (unwindFailures.length === 0) throw this.fail(op, errno, call, `${d.name} failed, other domains unwound`);
+        this.counters.unwindFailures += unwindFailures.length;
+        const error = new VfioUnwindError(new VfioError(op, errno, call, `${d.name} failed`), e, unwindFailures);
+        this.countError(error);
+        throw error;
+      }
+    }
   }
 
   /** The user mappings (`vfio_dma` list), ascending. */

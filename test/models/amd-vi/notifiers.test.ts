@@ -132,3 +132,15 @@ describe.each(['spec', 'qemu-7.2'] as AmdViProfile[])('NpCache, profile %s', (pr
     }), { numRuns: 60 });
   });
 });
+
+test('device-iotlb: INVALIDATE_IOTLB_PAGES reaches DEVIOTLB_UNMAP notifiers (S-encoded range); without it they are refused', () => {
+  const g = new AmdGuest({ deviceIotlb: true });
+  g.setDte(SID, { mode: 3, root: g.alloc(), domid: 1 });
+  g.bringUp();
+  const { events } = listen(g, IOMMUNotifierFlag.DEVIOTLB_UNMAP);
+  // S=1, address bits 12..13 one, bit 14 zero: a 32 KiB block.
+  expect(g.run([(4n << 60n) | BigInt(SID), 0x40_0000n | 0x3000n | 1n])).toBe(true);
+  expect(events).toEqual([{ type: IOMMUNotifierFlag.DEVIOTLB_UNMAP, entry: expect.objectContaining({ iova: 0x40_0000n, addrMask: 0x7fffn }) }]);
+  const plain = new AmdGuest();
+  expect(() => plain.iommu.addressSpace(SID).registerNotifier({ flags: IOMMUNotifierFlag.DEVIOTLB_UNMAP, start: 0n, end: ALL_END, notify: () => undefined })).toThrow(/device-iotlb/);
+});
