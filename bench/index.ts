@@ -10,6 +10,7 @@ import * as vtd from './vtd.bench';
 import * as record from './record.bench';
 import * as virtio from './virtio.bench';
 import * as smmuv3 from './smmuv3.bench';
+import * as amdvi from './amd-vi.bench';
 
 // Each area registers its suite here.
 const suites: Array<[string, { suite: BenchSuite }]> = [
@@ -19,6 +20,7 @@ const suites: Array<[string, { suite: BenchSuite }]> = [
   ['record', record],
   ['virtio', virtio],
   ['smmuv3', smmuv3],
+  ['amd-vi', amdvi],
 ];
 
 async function main(): Promise<void> {

@@ -6,6 +6,7 @@
  * - guest memory (`GuestMemory`, `SparseRam`, page-by-page DMA helpers),
  * - the Intel VT-d model (`createIntelVtd`),
  * - the Arm SMMUv3 model (`createSmmuV3`),
+ * - the AMD-Vi model (`createAmdVi`),
  * - the virtio-iommu model (`createVirtioIommu`) and a split-virtqueue helper
  *   for emulators without a virtio layer of their own.
  * Traces are `viommu/trace`, listeners `viommu/listeners`, the conformance
@@ -24,3 +25,5 @@ export type {
 } from './models/virtio-iommu';
 export { createSmmuV3, SmmuV3ConfigError, DEFAULT_SMMUV3_CONFIG, SMMU_EVT, SMMU_CMD, SMMU_IRQ_SPI } from './models/smmuv3';
 export type { SmmuV3, SmmuV3Config, SmmuStage, SmmuV3Events, SmmuIrq, SmmuIrqLine } from './models/smmuv3';
+export { createAmdVi, DEFAULT_AMDVI_CONFIG, AmdViConfigError, validateAmdViConfig, AMDVI_SYNC_WALK_BUDGET } from './models/amd-vi';
+export type { AmdVi, AmdViConfig, AmdViProfile, AmdViLimits } from './models/amd-vi';

@@ -766,6 +766,8 @@ export class VfioContainer {
       const dma = this.dmas.find(iova);
       if (dma === undefined) throw this.fail('PIN_PAGES', 'EINVAL', `vfio_pin_pages(${hex(iova)})`, 'not mapped');
       if (write && (dma.prot & IOMMU_WRITE) === 0) throw this.fail('PIN_PAGES', 'EPERM', `vfio_pin_pages(${hex(iova)}, write)`, 'mapping is read-only');
+      // Linux 5.12-6.1 blocked here until MAP_DMA with FLAG_VADDR (vfio_wait); a simulation cannot block: EAGAIN.
+      if (dma.vaddrInvalid) throw this.fail('PIN_PAGES', 'EAGAIN', `vfio_pin_pages(${hex(iova)})`, 'vaddr invalidated (VFIO_DMA_UNMAP_FLAG_VADDR), no new vaddr yet');
       found.push(dma);
     }
     return iovas.map((iova, i) => {
@@ -819,7 +821,7 @@ export class VfioContainer {
     let x = iova;
     let first: bigint | undefined;
     while (x < end) {
-      const s = rec.find(x);
+      const s = rec.find(x) ?? this.faultIn(dev.domain, x);
       if (s === undefined) return { ok: false, iova: x, reason: 'unmapped' };
       if ((s.prot & need) === 0) return { ok: false, iova: x, reason: 'permission' };
       if (first === undefined) first = s.addr + (x - s.start);
@@ -828,15 +830,70 @@ export class VfioContainer {
     return { ok: true, hostAddr: first! };
   }
 
-  /** @internal Stops a device's DMA: its pins are dropped and listeners told. */
+  /**
+   * IOPF mode: a device access to an IOVA its domain lost through
+   * `invalidateVaddr` (an I/O page fault) maps the host page back from the
+   * user mapping's vaddr. Undefined when nothing may be faulted in: not IOPF
+   * mode, no mapping there, or its vaddr invalidated.
+   */
+  private faultIn(k: number, iova: bigint): Span | undefined {
+    if (this.hostMemory !== 'iopf') return undefined;
+    const dma = this.dmas.find(iova);
+    if (dma === undefined || dma.vaddrInvalid) return undefined;
+    const page = iova & ~(this.minPage - 1n);
+    const addr = dma.addr + (page - dma.start);
+    try {
+      this.domainList[k]!.map(page, addr, this.minPage, dma.prot);
+    } catch (e) {
+      this.hostError(this.domainList[k]!, 'map', page, this.minPage, e instanceof HostDomainError ? e.errno : 'EFAULT', messageOf(e));
+      return undefined;
+    }
+    const span: Span = { start: page, end: page + this.minPage, addr, prot: dma.prot };
+    this.records[k]!.insert(span);
+    this.counters.iopfFaults++;
+    return span;
+  }
+
+  /** @internal Declares [vaddr, vaddr + size) of the process as this device's BAR mmap (peer-to-peer DMA target). */
+  deviceBar(dev: DeviceRecord, vaddr: bigint, size: bigint): void {
+    this.checkOpen(dev, 'DEVICE');
+    if (size <= 0n || vaddr < 0n || vaddr + size > U64_END || ((vaddr | size) & (HOST_PAGE - 1n)) !== 0n) {
+      throw this.fail('DEVICE', 'EINVAL', `mmap_bar(${dev.name}, ${hex(vaddr)}, ${hex(size)})`, 'empty, unaligned or outside 64 bits');
+    }
+    this.bars.push({ device: dev.name, vaddr, end: vaddr + size });
+  }
+
+  /**
+   * @internal Stops a device's DMA: its pins are dropped, every DMA mapping
+   * backed by its BARs (peer-to-peer: another device's DMA into this one)
+   * is removed from the container and every domain (the BAR's memory is
+   * gone; vfio-pci zaps the mmaps on reset and close), and listeners are
+   * told, with the ranges invalidated.
+   */
   deviceStop(dev: DeviceRecord, reason: 'close' | 'reset'): void {
     for (const [iova, n] of [...dev.pins]) for (let i = 0; i < n; i++) this.unpinOne(dev, iova);
+    const invalidated: VfioDmaRange[] = [];
+    const bars = this.bars.filter((b) => b.device === dev.name);
+    if (bars.length > 0) {
+      for (const d of this.dmas.toArray()) {
+        const dEnd = d.addr + (d.end - d.start);
+        if (!bars.some((b) => d.addr < b.end && b.vaddr < dEnd)) continue;
+        // Pins on a BAR mapping go with it: the memory they pinned no longer exists.
+        for (const other of this.devices.values()) {
+          for (const p of [...other.pins.keys()]) if (p >= d.start && p < d.end) other.pins.delete(p);
+        }
+        this.removeDma(d);
+        invalidated.push({ iova: d.start, size: d.end - d.start });
+      }
+      this.counters.p2pInvalidated += invalidated.length;
+    }
     this.counters.deviceStops++;
     if (reason === 'close') {
       dev.open = false;
       this.devices.delete(dev.name);
+      for (let i = this.bars.length - 1; i >= 0; i--) if (this.bars[i]!.device === dev.name) this.bars.splice(i, 1);
     }
-    this.events.emit('deviceStopped', { device: dev.name, reason });
+    this.events.emit('deviceStopped', { device: dev.name, reason, invalidated });
   }
 
   private checkOpen(dev: DeviceRecord, op: VfioOp): void {
@@ -857,10 +914,12 @@ export class VfioContainer {
    * record equal to what the domain reports it removed: an over-unmap takes
    * neighbours with it, an unmap that makes no progress leaves the rest
    * mapped (a stale host mapping that the consistency check reports).
+   * Returns the bytes the domain reported unmapped.
    */
-  private unmapFromDomain(k: number, start: bigint, end: bigint): void {
-    const d = this.domains[k]!;
+  private unmapFromDomain(k: number, start: bigint, end: bigint): bigint {
+    const d = this.domainList[k]!;
     const rec = this.records[k]!;
+    let total = 0n;
     for (const s of rec.overlapping(start, end)) {
       let pos = s.start > start ? s.start : start;
       const stop = s.end < end ? s.end : end;
@@ -887,6 +946,7 @@ export class VfioContainer {
           break;
         }
         rec.cut(pos, pos + got, cloneSpan);
+        total += got;
         if (got > ask) {
           this.counters.hostOverUnmaps++;
           this.events.emit('hostOverUnmap', { domain: d.name, iova: pos, asked: ask, unmapped: got });
@@ -894,6 +954,7 @@ export class VfioContainer {
         pos += got;
       }
     }
+    return total;
   }
 
   private hostError(d: HostIommuDomain, op: 'map' | 'unmap' | 'reserve' | 'unreserve', iova: bigint, size: bigint, errno: VfioErrno, message: string): void {
@@ -954,6 +1015,16 @@ export class VfioDevice {
   unpinPages(iovas: readonly bigint[]): number {
     this.check();
     return this.container.deviceUnpin(this.dev, iovas);
+  }
+
+  /**
+   * Declares [vaddr, vaddr + size) of the process as an mmap of this
+   * device's BAR: a MAP_DMA of that memory is a peer-to-peer mapping, which
+   * the device's reset or close invalidates (`deviceStopped.invalidated`).
+   */
+  mmapBar(vaddr: bigint, size: bigint): void {
+    this.check();
+    this.container.deviceBar(this.dev, vaddr, size);
   }
 
   /** Device reset: in-flight DMA stops (pins dropped, `deviceStopped` emitted); the device stays open. */
