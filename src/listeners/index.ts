@@ -4,11 +4,14 @@
  * - `VfioListener` over a `VfioContainer` (simulated VFIO type1 v2 host DMA backend).
  * - `VhostListener` (a vhost device IOTLB).
  */
-export { VfioContainer, VfioDevice, VfioError, VfioUnwindError, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_ENTRY_LIMIT, X86_MSI_WINDOW } from './vfio-container';
+export {
+  VfioContainer, VfioDevice, VfioError, VfioUnwindError, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_VADDR,
+  VFIO_DMA_MAP_FLAG_VADDR, VFIO_DMA_ENTRY_LIMIT, X86_MSI_WINDOW,
+} from './vfio-container';
 export type {
   VfioContainerOptions, VfioContainerEvents, VfioContainerStats, VfioDeviceOptions, VfioDmaAccess, VfioDmaMap,
   VfioDmaUnmap, VfioDmaMapping, VfioIommuInfo, VfioIovaRange, VfioReservedRegion, HostMapping, VfioOp, VfioMapRefusal,
-  VfioErrorDetail,
+  VfioErrorDetail, VfioDmaRange, VfioVaddrUnmap,
 } from './vfio-container';
 export { SimHostDomain, HostDomainError, ERRNO, IOMMU_READ, IOMMU_WRITE } from './host-domain';
 export type { HostIommuDomain, SimHostDomainOptions, VfioErrno } from './host-domain';

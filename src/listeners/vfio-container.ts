@@ -593,7 +593,7 @@ export class VfioContainer {
       if (dEnd <= lo || d.addr >= hi) continue;
       const s = d.start + ((lo > d.addr ? lo : d.addr) - d.addr);
       const e = d.start + ((hi < dEnd ? hi : dEnd) - d.addr);
-      out.push({ iova: s, size: e - s, unmapped: this.domainList.map((_, k) => this.unmapFromDomain(k, s, e)) });
+      out.push({ iova: s, size: e - s, unmapped: this.domainList.map((_, k) => this.unmapFromDomain(k, s, e, true)) });
     }
     if (out.length > 0) this.events.emit('vaddrInvalidated', { vaddr, size, ranges: out });
     return out;
@@ -613,6 +613,8 @@ export class VfioContainer {
    */
   attachGroup(domain: HostIommuDomain, reservedRegions: readonly VfioReservedRegion[] = []): number {
     const call = `attach_group(${domain.name})`;
+    // The same domain twice would have the unwind of a failed replay unmap a live domain.
+    if (this.domainList.includes(domain)) throw this.fail('ATTACH_GROUP', 'EINVAL', call, 'domain already in the container');
     for (const r of reservedRegions) {
       if (r.start < 0n || r.last < r.start || r.last >= U64_END) throw this.fail('ATTACH_GROUP', 'EINVAL', call, 'reserved region empty or outside 64 bits');
       const d = this.dmas.firstOverlapping(r.start, r.last + 1n);
@@ -837,6 +839,7 @@ export class VfioContainer {
    * mode, no mapping there, or its vaddr invalidated.
    */
   private faultIn(k: number, iova: bigint): Span | undefined {
+    if (k >= this.domainList.length) return undefined;
     if (this.hostMemory !== 'iopf') return undefined;
     const dma = this.dmas.find(iova);
     if (dma === undefined || dma.vaddrInvalid) return undefined;
@@ -916,7 +919,7 @@ export class VfioContainer {
    * mapped (a stale host mapping that the consistency check reports).
    * Returns the bytes the domain reported unmapped.
    */
-  private unmapFromDomain(k: number, start: bigint, end: bigint): bigint {
+  private unmapFromDomain(k: number, start: bigint, end: bigint, widen = false): bigint {
     const d = this.domainList[k]!;
     const rec = this.records[k]!;
     let total = 0n;
@@ -932,29 +935,43 @@ export class VfioContainer {
           pos = next.start;
           continue;
         }
-        const ask = (cur.end < stop ? cur.end : stop) - pos;
-        let got: bigint;
-        try {
-          got = d.unmap(pos, ask);
-        } catch (e) {
-          got = 0n;
-          this.hostError(d, 'unmap', pos, ask, e instanceof HostDomainError ? e.errno : 'EFAULT', messageOf(e));
+        let at = pos;
+        let ask = (cur.end < stop ? cur.end : stop) - pos;
+        let got = this.domainUnmap(d, at, ask);
+        if (got <= 0n && widen && cur.start < pos) {
+          // A host page (a superpage) that starts below `pos` cannot be
+          // split: remove it whole from the mapping's start; in IOPF mode
+          // device faults bring back what was not meant to go.
+          ask += pos - cur.start;
+          at = cur.start;
+          got = this.domainUnmap(d, at, ask);
         }
         if (got <= 0n) {
           this.hostError(d, 'unmap', pos, stop - pos, 'EFAULT',
-            `${d.name}: iommu_unmap(${hex(pos)}, ${hex(ask)}) unmapped nothing; ${hex(pos)}-${hex(stop - 1n)} stays mapped`);
+            `${d.name}: iommu_unmap(${hex(at)}, ${hex(ask)}) unmapped nothing; ${hex(pos)}-${hex(stop - 1n)} stays mapped`);
           break;
         }
-        rec.cut(pos, pos + got, cloneSpan);
+        rec.cut(at, at + got, cloneSpan);
         total += got;
         if (got > ask) {
           this.counters.hostOverUnmaps++;
-          this.events.emit('hostOverUnmap', { domain: d.name, iova: pos, asked: ask, unmapped: got });
+          this.events.emit('hostOverUnmap', { domain: d.name, iova: at, asked: ask, unmapped: got });
         }
-        pos += got;
+        // The record shrank by `got` > 0 bytes, so this loop ends even when `at + got` stays below `pos`.
+        if (at + got > pos) pos = at + got;
       }
     }
     return total;
+  }
+
+  /** `iommu_unmap` on one domain: the bytes it reports removed; a throw counts as 0 and is reported. */
+  private domainUnmap(d: HostIommuDomain, iova: bigint, size: bigint): bigint {
+    try {
+      return d.unmap(iova, size);
+    } catch (e) {
+      this.hostError(d, 'unmap', iova, size, e instanceof HostDomainError ? e.errno : 'EFAULT', messageOf(e));
+      return 0n;
+    }
   }
 
   private hostError(d: HostIommuDomain, op: 'map' | 'unmap' | 'reserve' | 'unreserve', iova: bigint, size: bigint, errno: VfioErrno, message: string): void {

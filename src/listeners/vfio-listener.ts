@@ -58,6 +58,12 @@ export type VfioListenerEvents = {
    * refused MAP, so a flood of them (aliased tables) stays cheap.
    */
   dmaLimit: (e: { entry: IOMMUTLBEntry; mappings: number }) => void;
+  /**
+   * A device of the container stopped DMA (close or reset), forwarded while
+   * attached; `invalidated`: peer-to-peer mappings of its BARs that went
+   * with it, which the guest may still map (check() shows them missing).
+   */
+  dmaStopped: (e: { device: string; reason: 'close' | 'reset'; invalidated: Array<{ iova: bigint; size: bigint }> }) => void;
 };
 
 export interface VfioListenerStats {
@@ -114,6 +120,9 @@ export class VfioListener {
   };
   /** Inside a run of ENOSPC refusals (one `dmaLimit` event per run). */
   private atLimit = false;
+  private readonly onDeviceStopped = (e: { device: string; reason: 'close' | 'reset'; invalidated: Array<{ iova: bigint; size: bigint }> }): void => {
+    this.events.emit('dmaStopped', e);
+  };
   /** The ranges the notifiers cover: [start, end] minus what the container cannot map (see `attach`). */
   private covered: VfioIovaRange[];
 
@@ -171,6 +180,7 @@ export class VfioListener {
       for (const h of handles) h.dispose();
       throw e;
     }
+    if (this.handles.length === 0 && handles.length > 0) this.container.events.on('deviceStopped', this.onDeviceStopped);
     this.handles.push(...handles);
     return handles;
   }
@@ -181,6 +191,7 @@ export class VfioListener {
    * section (UNMAP_ALL for the whole 64-bit space).
    */
   detach(): void {
+    if (this.handles.length > 0) this.container.events.off('deviceStopped', this.onDeviceStopped);
     for (const h of this.handles.splice(0)) h.dispose();
     for (const r of this.covered) {
       try {
@@ -219,6 +230,8 @@ export class VfioListener {
     for (const [where, host] of places) {
       for (const r of this.covered) {
         for (const d of diffSpans(host, g, r.start, r.end + 1n)) {
+          // IOPF mode: a domain may lack pages of a mapping until a device faults them in.
+          if (d.host === undefined && where !== 'container' && this.container.hostMemory === 'iopf') continue;
           const diff = toDiff(where, d);
           if (d.guest === undefined) report.stale.push(diff);
           else if (d.host === undefined) report.missing.push(diff);

@@ -64,7 +64,12 @@ describe('issue 13 #7: a VfioListener registers around reserved regions', () => 
     list.sync(leaf.iova, leaf.iova + G1 - 1n, leaves([]));
     expect(container.mappings()).toEqual([]);
     expect(listener.check(leaves([])).ok).toBe(true);
+    // ... and maps it again: a sync's MAP is split at the window as the replay's was.
+    list.sync(leaf.iova, leaf.iova + G1 - 1n, leaves([leaf]));
+    expect(pageSet(container.mappings())).toEqual(want);
+    expect(errors).toEqual([]);
     listener.detach();
+    expect(container.mappings()).toEqual([]);
     expect(list.handles).toHaveLength(0);
   });
 

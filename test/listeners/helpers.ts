@@ -1,10 +1,21 @@
-import { HostDomainError, SimHostDomain } from '../../src/listeners';
-import type { HostIommuDomain } from '../../src/listeners';
+import { HostDomainError, SimHostDomain, VfioError } from '../../src/listeners';
+import type { HostIommuDomain, VfioErrno } from '../../src/listeners';
 import type { IOMMUNotifier, NotifierHandle } from '../../src/core/notifier-list';
 import type { IOMMUTLBEntry, IOMMUEventType } from '../../src/core/tlb-entry';
 import type { IOMMUAccessFlags } from '../../src/core/access';
 
 export const K4 = 0x1000n;
+
+/** Runs `fn` and returns the errno of the VfioError it throws ('no error' when it returns). */
+export function errnoOf(fn: () => unknown): VfioErrno | 'no error' {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof VfioError) return e.errno;
+    throw e;
+  }
+  return 'no error';
+}
 export const M2 = 0x200000n;
 
 /** A SimHostDomain whose next calls can be made to fail or to unmap a chosen size. */

@@ -1,19 +1,8 @@
 import {
   VfioContainer, VfioError, SimHostDomain, VFIO_DMA_UNMAP_FLAG_ALL, X86_MSI_WINDOW,
 } from '../../src/listeners';
-import type { VfioErrno } from '../../src/listeners';
-import { FaultyDomain, K4, M2, pageSet } from './helpers';
+import { errnoOf, FaultyDomain, K4, M2, pageSet } from './helpers';
 
-/** Runs `fn` and returns the errno of the VfioError it throws. */
-function errnoOf(fn: () => unknown): VfioErrno | 'no error' {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VfioError) return e.errno;
-    throw e;
-  }
-  return 'no error';
-}
 
 const rw = { read: true, write: true };
 
@@ -379,7 +368,7 @@ describe('VfioContainer: devices', () => {
     expect(h2.dma(0x10000n, 1n, false).ok).toBe(true);
     expect(c.stats().pinnedPages).toBe(1);
     h2.close();
-    expect(stops).toEqual([{ device: 'gpu', reason: 'close' }]);
+    expect(stops).toEqual([{ device: 'gpu', reason: 'close', invalidated: [] }]);
     expect(c.stats().pinnedPages).toBe(0);
     expect(c.stats().devices).toBe(0);
     expect(errnoOf(() => h2.dma(0x10000n, 1n, false))).toBe('EBADF');
@@ -397,7 +386,7 @@ describe('VfioContainer: devices', () => {
     const h = c.openDevice('nvme');
     h.pinPages([0x10000n], false);
     h.reset();
-    expect(stops).toEqual([{ device: 'nvme', reason: 'reset' }]);
+    expect(stops).toEqual([{ device: 'nvme', reason: 'reset', invalidated: [] }]);
     expect(c.stats().pinnedPages).toBe(0);
     expect(h.dma(0x10000n, 1n, true).ok).toBe(true);
     expect(c.stats().deviceStops).toBe(1);
