@@ -4,13 +4,14 @@
  * (through the queue) that syncs a MAP|UNMAP notifier whose view already
  * holds every page of a large domain, with the page walk of that domain
  * alone beside it (how the sync splits between the model's walker and the
- * notifier list). Page tables are built directly in a SparseRam.
+ * notifier list). Page tables are built in a SparseRam by the model's
+ * guest-side builder (VtdGuest, guest-tables.ts).
  */
 import { IOMMUAccessFlags } from '../src/core/access';
 import { IOMMUNotifierFlag } from '../src/core/tlb-entry';
 import { SparseRam } from '../src/memory/sparse-ram';
-import { createIntelVtd } from '../src/models/intel-vtd/index';
-import type { IntelVtd } from '../src/models/intel-vtd/index';
+import { VtdDescriptor, VtdGuest, createIntelVtd } from '../src/models/intel-vtd/index';
+import type { IntelVtd, VtdDescriptorWords } from '../src/models/intel-vtd/index';
 import { VTD_SYNC_WALK_BUDGET } from '../src/models/intel-vtd/device';
 import { isContextFault, resolveContext, secondLevelWalker } from '../src/models/intel-vtd/translation';
 import type { BenchFigure, BenchSuite } from './harness';
@@ -20,87 +21,44 @@ const SID = 0x20;
 const ROOT = 0x1000;
 const CONTEXT = 0x2000;
 const QUEUE = 0x3000;
+const STATUS = 0x4000;
 const TABLES = 0x10_0000;
 const RAM_SIZE = 2 ** 32;
 
-/** A 48-bit (4-level) domain built in RAM, with a bump allocator for tables. */
+/**
+ * A 48-bit (4-level) domain of device SID (DID 1) built in RAM by the
+ * model's guest-side builder (VtdGuest): root, context, queue, SRTP, QIE and
+ * TE on; tables come from its bump allocator.
+ */
 class Domain {
   readonly ram = new SparseRam([{ base: 0n, size: BigInt(RAM_SIZE) }]);
-  private next = TABLES;
-  readonly pml4 = this.alloc();
+  readonly vtd: IntelVtd = createIntelVtd({ awBits: 48, cachingMode: true }, this.ram);
+  readonly guest = new VtdGuest(this.ram, this.vtd, {
+    awBits: 48, sid: SID, did: 1, layout: { root: ROOT, context: CONTEXT, queue: QUEUE, status: STATUS, tables: TABLES },
+  });
+  readonly pml4: number;
 
-  alloc(): number {
-    const t = this.next;
-    this.next += 4096;
-    if (this.next > RAM_SIZE) throw new Error('bench: page-table RAM exhausted');
-    return t;
+  constructor() {
+    this.guest.setup();
+    this.pml4 = this.guest.slptptr;
   }
 
-  private writePte(gpa: number, addr: number, bits: number): void {
-    this.ram.writeU32(gpa, ((addr % 2 ** 32) | bits) >>> 0);
-    this.ram.writeU32(gpa + 4, Math.floor(addr / 2 ** 32));
-  }
-
-  /** Maps 4 KiB page `pfn` (of the IOVA space) to frame `xlatPfn`, RW. */
+  /** Maps 4 KiB page `pfn` (of the IOVA space) to frame `xlatPfn`, RW (no invalidation). */
   map4k(pfn: number, xlatPfn: number): void {
-    let table = this.pml4;
-    for (let level = 4; level > 1; level--) {
-      const idx = Math.floor(pfn / 512 ** (level - 1)) % 512;
-      const slot = table + idx * 8;
-      const lo = this.ram.readU32(slot);
-      if ((lo & 3) === 0) {
-        const t = this.alloc();
-        this.writePte(slot, t, 3);
-        table = t;
-      } else {
-        table = (lo & ~0xfff) >>> 0;
-        table += this.ram.readU32(slot + 4) * 2 ** 32;
-      }
-    }
-    this.writePte(table + (pfn % 512) * 8, xlatPfn * 4096, 3);
+    this.guest.tables.map(this.pml4, 4, BigInt(pfn) << 12n, BigInt(xlatPfn) << 12n);
   }
-}
 
-/**
- * The guest's side of the invalidation queue (256 descriptors at QUEUE):
- * `submit(n, lo)` writes n descriptors whose low dword is `lo` (the rest
- * zero) and moves IQT past them in one MMIO write.
- */
-function queueWriter(d: Domain, vtd: IntelVtd): (n: number, lo: number) => void {
-  let tail = 0;
-  return (n, lo) => {
-    for (let k = 0; k < n; k++) {
-      d.ram.writeU32(QUEUE + tail * 16, lo);
-      d.ram.writeU32(QUEUE + tail * 16 + 4, 0);
-      d.ram.writeU32(QUEUE + tail * 16 + 8, 0);
-      d.ram.writeU32(QUEUE + tail * 16 + 12, 0);
-      tail = (tail + 1) % 256;
-    }
-    vtd.mmioWrite(0x88, 8, BigInt(tail * 16));
-  };
-}
-
-/** Root, context (DID 1, 4-level), queue, SRTP, QIE and TE on. */
-function bringUp(d: Domain): IntelVtd {
-  const ram = d.ram;
-  ram.writeU32(ROOT + 0, CONTEXT | 1); // root entry for bus 0
-  const ce = CONTEXT + (SID & 0xff) * 16;
-  ram.writeU32(ce, (d.pml4 | 1) >>> 0);
-  ram.writeU32(ce + 8, 2 | (1 << 8)); // AW=2 (4-level), DID 1
-  const vtd = createIntelVtd({ awBits: 48, cachingMode: true }, ram);
-  vtd.mmioWrite(0x20, 8, BigInt(ROOT));
-  vtd.mmioWrite(0x18, 4, 0x4000_0000n); // SRTP
-  vtd.mmioWrite(0x90, 8, BigInt(QUEUE)); // IQA, 256 descriptors
-  vtd.mmioWrite(0x18, 4, 0x0400_0000n); // QIE
-  vtd.mmioWrite(0x18, 4, 0x8400_0000n); // TE
-  return vtd;
+  /** Writes `n` copies of `d` at the queue tail and moves IQT past them in one MMIO write. */
+  submit(n: number, d: VtdDescriptorWords): void {
+    this.guest.queue.submit(...new Array<VtdDescriptorWords>(n).fill(d));
+  }
 }
 
 /** translate() hits per second (also the baseline of the other models' benches). */
 export function translateHit(): number {
   const d = new Domain();
   for (let i = 0; i < 8; i++) d.map4k(0x10_0000 + i, 0x5_0000 + i);
-  const vtd = bringUp(d);
+  const vtd = d.vtd;
   const iovas = Array.from({ length: 8 }, (_, i) => BigInt((0x10_0000 + i) * 4096 + 0x10));
   for (const iova of iovas) vtd.translate(SID, iova, IOMMUAccessFlags.RO);
   return opsPerSecond(() => {
@@ -120,7 +78,7 @@ export function translateWalk4(): number {
     d.map4k(pfn, 0x6_0000 + i);
     pfns.push(BigInt(pfn) * 4096n);
   }
-  const vtd = bringUp(d);
+  const vtd = d.vtd;
   let k = 0;
   return opsPerSecond(() => {
     for (let j = 0; j < 1000; j++) {
@@ -149,16 +107,15 @@ function syncDomain(pages: number): { ms: number; walkMs: number } {
     const n = Math.min(64, pages - r * 64);
     for (let i = 0; i < n; i++) d.map4k(first + i, 0x100_0000 + r * 64 + i);
   }
-  const vtd = bringUp(d);
+  const vtd = d.vtd;
   let mapped = 0;
   vtd.addressSpace(SID).registerNotifier({
     flags: IOMMUNotifierFlag.ALL, start: 0n, end: 2n ** 64n - 1n,
     notify: (e) => { if (e.type === IOMMUNotifierFlag.MAP) mapped++; },
   });
   if (mapped !== pages) throw new Error(`bench: replay mapped ${mapped} pages, expected ${pages}`);
-  const submit = queueWriter(d, vtd);
-  // Domain-selective IOTLB invalidation of DID 1 (type 2, G=2).
-  const submitDsi = (): void => submit(1, 0x2 | (2 << 4) | (1 << 16));
+  const dsi = VtdDescriptor.iotlbDomain(1);
+  const submitDsi = (): void => d.submit(1, dsi);
   gc();
   const ms = medianMs(submitDsi, 5);
   if (mapped !== pages) throw new Error('bench: the sync changed the view');
@@ -182,24 +139,18 @@ function syncDomain(pages: number): { ms: number; walkMs: number } {
  */
 function hostileWrite(): number {
   const d = new Domain();
-  for (let i = 0; i < 512; i++) {
-    d.ram.writeU32(d.pml4 + i * 8, (d.pml4 | 3) >>> 0);
-    d.ram.writeU32(d.pml4 + i * 8 + 4, 0);
-  }
-  const vtd = bringUp(d);
+  const self = BigInt(d.pml4) | 3n; // R W, pointing at itself
+  for (let i = 0; i < 512; i++) d.guest.tables.pte(d.pml4, i, self);
+  const vtd = d.vtd;
   const sids = [SID, SID + 8, SID + 16, SID + 24];
-  for (const sid of sids) {
-    const ce = CONTEXT + (sid & 0xff) * 16;
-    d.ram.writeU32(ce, (d.pml4 | 1) >>> 0);
-    d.ram.writeU32(ce + 8, 2 | (1 << 8));
-  }
+  for (const sid of sids) d.guest.tables.legacyContext(CONTEXT, sid & 0xff, { slptptr: d.pml4, aw: 2, did: 1 });
   let incomplete = 0;
   vtd.events.on('syncIncomplete', () => { incomplete++; });
   for (const sid of sids) vtd.addressSpace(sid).registerNotifier({ flags: IOMMUNotifierFlag.ALL, start: 0n, end: 2n ** 64n - 1n, notify: () => {} });
-  const submit = queueWriter(d, vtd);
   const runs = 3;
+  const global = VtdDescriptor.iotlbGlobal();
   gc();
-  const ms = medianMs(() => submit(8, 0x2 | (1 << 4)), runs); // 8 global IOTLB invalidations
+  const ms = medianMs(() => d.submit(8, global), runs); // 8 global IOTLB invalidations
   // Each device is reported once per action: its registration, then each write.
   if (incomplete !== sids.length * (1 + runs)) throw new Error(`bench: expected every hostile sync to be reported, got ${incomplete}`);
   return ms;

@@ -38,12 +38,17 @@
 import {
   ContractViolation, IOMMUAccessFlags, IOMMUNotifierFlag as F, NotifierList, SparseRam, U64_MAX, createIntelVtd, isFault,
 } from '../src/index';
-import type { GuestMemory, IntelVtd, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
+import type { IntelVtd, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
 import { VfioContainer, VfioListener, VhostListener } from '../src/listeners/index';
 import { CTX, DATA, IQ, QIE, RAM_SIZE, REG, ROOT, SRTP, STATUS, TABLES, TE, VtdGuest } from './guest';
 import type { Leaf } from './guest';
 import { ShadowView, diffRuns, mergeRuns } from './shadow';
 import type { ShadowEntry } from './shadow';
+import { CountingMemory, Rng } from './host';
+import type { ActionKind, FindingKind, FuzzHost, FuzzModel, ModelDriver, ModelEpochKind } from './host';
+import { modelOfEpoch, modelWorkBound, startDriver } from './drivers';
+export { CountingMemory, Rng } from './host';
+export type { ActionKind, FindingKind, FuzzModel } from './host';
 
 /** Work limits the fuzzer gives the model (`createIntelVtd`'s third argument): small, so hostile tables cost little. */
 export const FUZZ_LIMITS = { syncWalkBudget: 1 << 16, syncLeafBudget: 1 << 13 };
@@ -61,16 +66,18 @@ const MAX_QUEUE_DESCRIPTORS = 1 << 15;
  *   context, up to 5 table levels, the data, a fault record) plus 64, so a
  *   DMA to unassigned addresses may not go byte by byte (item 12).
  */
-export function workBound(kind: 'mmio' | 'register' | 'dma', len = 1): number {
+export function workBound(kind: ActionKind, len = 1, model: FuzzModel = 'intel-vtd'): number {
+  if (model !== 'intel-vtd') return modelWorkBound(model, kind, len);
   if (kind === 'mmio') return 4 * MAX_QUEUE_DESCRIPTORS + 2 * FUZZ_LIMITS.syncWalkBudget + 4096;
   if (kind === 'register') return FUZZ_LIMITS.syncWalkBudget + 4096;
   return 16 * (Math.ceil(len / 4096) + 1) + 64;
 }
 
+
+
 /** A guest action slower than this is a finding (secondary to the access count: wall time is noisy on a shared machine). */
 export const SLOW_ACTION_MS = 1000;
 
-export type FindingKind = 'exception' | 'violation' | 'coherence' | 'listener' | 'work' | 'heap';
 
 export interface Finding {
   kind: FindingKind;
@@ -87,7 +94,7 @@ export interface Finding {
 export interface FuzzOptions {
   seed: number;
   ops: number;
-  model?: 'intel-vtd';
+  model?: FuzzModel;
   /** Ops per VT-d epoch (default 4000; list epochs are half as long). */
   epochOps?: number;
   /** The epoch cycle (default: clean, hostile, clean, list-repair, hostile, list-strict). */
@@ -107,35 +114,6 @@ export interface FuzzResult {
   maxActionMs: number;
 }
 
-/** mulberry32: small, fast, deterministic. */
-export class Rng {
-  private a: number;
-  constructor(seed: number) { this.a = seed >>> 0; }
-  u32(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(n: number): number { return Math.floor((this.u32() / 2 ** 32) * n); }
-  chance(p: number): boolean { return this.u32() / 2 ** 32 < p; }
-  pick<T>(xs: readonly T[]): T { return xs[this.int(xs.length)]!; }
-  u64(): bigint { return (BigInt(this.u32()) << 32n) | BigInt(this.u32()); }
-}
-
-/** Guest memory that counts every access, so the work of one guest action can be bounded. */
-export class CountingMemory implements GuestMemory {
-  accesses = 0;
-  constructor(readonly inner: GuestMemory) {}
-  read(gpa: number, dst: Uint8Array): boolean { this.accesses++; return this.inner.read(gpa, dst); }
-  write(gpa: number, src: Uint8Array): boolean { this.accesses++; return this.inner.write(gpa, src); }
-  readU32(gpa: number): number { this.accesses++; return this.inner.readU32(gpa); }
-  readU64(gpa: number): bigint | undefined { this.accesses++; return this.inner.readU64(gpa); }
-  writeU32(gpa: number, value: number): boolean { this.accesses++; return this.inner.writeU32(gpa, value); }
-  writeU64(gpa: number, value: bigint): boolean { this.accesses++; return this.inner.writeU64(gpa, value); }
-}
-
 const SIDS = [0x10, 0x18, 0x20, 0x28] as const;
 /** sid -> domain: 0x10 and 0x18 share domain 1 (one table, two address spaces). */
 const DOMAIN_OF: Record<number, number> = { 0x10: 1, 0x18: 1, 0x20: 2, 0x28: 3 };
@@ -145,24 +123,37 @@ const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
 /** A raw fuzz notifier; `off` once its shadow saw a violation (the shadow then no longer follows the list). */
 interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
 
-export type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair';
+export type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair' | ModelEpochKind;
 export const EPOCH_KINDS: readonly EpochKind[] = ['vtd-clean', 'vtd-hostile', 'vtd-clean', 'list-repair', 'vtd-hostile', 'list-strict'];
+/** The epoch cycle of each model (`--model`); intel-vtd's also fuzzes the bare notifier list. */
+export const MODEL_EPOCHS: Readonly<Record<FuzzModel, readonly EpochKind[]>> = {
+  'intel-vtd': EPOCH_KINDS,
+  'virtio-iommu': ['virtio-clean', 'virtio-hostile'],
+  smmuv3: ['smmu-clean', 'smmu-hostile'],
+  'amd-vi': ['amd-clean', 'amd-hostile'],
+};
 
 /** Is `e` a documented refusal: a C1 refusal of a registration (contract C1, the model's notify_flag_changed). */
-function isC1Refusal(e: unknown): boolean {
-  return e instanceof ContractViolation ? e.rule === 'C1' : e instanceof Error && /need(s)? (caching mode|device-iotlb)|C1|no flag|empty range/i.test(e.message);
+export function isC1Refusal(e: unknown): boolean {
+  return e instanceof ContractViolation ? e.rule === 'C1'
+    : e instanceof Error && /need(s)? (caching mode|device-iotlb)|C1|no flag|empty range|cannot serve MAP|does not support DEVIOTLB|MAP notifiers? (need|require)/i.test(e.message);
 }
 
-export class FuzzEngine {
+export class FuzzEngine implements FuzzHost {
   readonly findings = new Map<string, Finding>();
   readonly stats: Record<string, number> = {};
-  readonly maxWork: Record<string, number> = { mmio: 0, register: 0, dma: 0 };
+  readonly maxWork: Record<string, number> = { mmio: 0, register: 0, dma: 0, request: 0 };
   maxActionMs = 0;
-  private rng: Rng;
+  readonly rng: Rng;
   private op = 0;
   private epoch: EpochKind = 'vtd-clean';
+  /** The model of the current epoch (work bounds are per model). */
+  private model: FuzzModel = 'intel-vtd';
+  /** The driver of a virtio-iommu, SMMUv3 or AMD-Vi epoch. */
+  private driver: ModelDriver | undefined;
 
   // VT-d epoch state
+  /** The guest memory of the epoch, counting accesses (drivers install theirs with useMemory). */
   private mem!: CountingMemory;
   private ram!: SparseRam;
   private vtd!: IntelVtd;
@@ -183,16 +174,18 @@ export class FuzzEngine {
     this.rng = new Rng(seed);
   }
 
-  private count(k: string, n = 1): void { this.stats[k] = (this.stats[k] ?? 0) + n; }
+  count(k: string, n = 1): void { this.stats[k] = (this.stats[k] ?? 0) + n; }
+
+  useMemory(mem: CountingMemory): void { this.mem = mem; }
 
   /**
    * Set by the first exception or violation of an epoch: the shadows may then
    * disagree with what the list holds, so coherence is no longer judged
    * (one bug, one finding). Also set when a sync ran out of its budget.
    */
-  private tainted = false;
+  tainted = false;
   /** Set by the first exception of an epoch: shadows stop checking (the list's state may be corrupt; one bug, one finding). */
-  private shadowsOff = false;
+  shadowsOff = false;
 
   finding(kind: FindingKind, message: string, stack?: string): void {
     if (kind === 'exception' || kind === 'listener') { this.tainted = true; this.shadowsOff = true; }
@@ -203,13 +196,17 @@ export class FuzzEngine {
     this.findings.set(key, { kind, seed: this.seed, op: this.op, epoch: this.epoch, message, ...(stack ? { stack } : {}), count: 1 });
   }
 
-  private thrown(where: string, e: unknown): void {
+  thrown(where: string, e: unknown): void {
     const err = e instanceof Error ? e : new Error(String(e));
     this.finding('exception', `${where}: ${err.name}: ${err.message}`, err.stack);
   }
 
-  /** Runs one guest action, counting its guest-memory accesses and time against the bound. */
-  private action<T>(kind: 'mmio' | 'register' | 'dma', what: string, len: number, f: () => T): T | undefined {
+  /**
+   * Runs one guest action, counting its guest-memory accesses and time
+   * against the bound: `workBound(kind, len)` of the epoch's model, or
+   * `bound()` (asked after the action, e.g. from how many commands it consumed).
+   */
+  action<T>(kind: ActionKind, what: string, len: number, f: () => T, bound?: () => number): T | undefined {
     const before = this.mem.accesses;
     const t0 = performance.now();
     let out: T | undefined;
@@ -223,8 +220,8 @@ export class FuzzEngine {
     const work = this.mem.accesses - before;
     if (work > this.maxWork[kind]!) this.maxWork[kind] = work;
     if (ms > this.maxActionMs) this.maxActionMs = ms;
-    const bound = workBound(kind, len);
-    if (work > bound) this.finding('work', `${what}: ${work} guest-memory accesses (bound ${bound})`);
+    const limit = bound ? bound() : workBound(kind, len, this.model);
+    if (work > limit) this.finding('work', `${what}: ${work} guest-memory accesses (bound ${limit})`);
     if (ms > SLOW_ACTION_MS) this.finding('work', `${what}: ${ms.toFixed(0)} ms (${work} accesses)`);
     return out;
   }
@@ -234,16 +231,22 @@ export class FuzzEngine {
     const every = opts.progressEvery ?? 50_000;
     let epochIndex = 0;
     while (this.op < opts.ops) {
-      const kinds = opts.epochs ?? EPOCH_KINDS;
+      const kinds = opts.epochs ?? MODEL_EPOCHS[opts.model ?? 'intel-vtd'];
       this.epoch = kinds[epochIndex++ % kinds.length]!;
       const end = Math.min(opts.ops, this.op + (this.epoch.startsWith('list') ? epochOps >> 1 : epochOps));
       const t0 = performance.now();
-      if (this.epoch.startsWith('vtd')) this.startVtd(); else this.startList(this.epoch === 'list-repair' ? 'repair' : 'strict');
+      this.tainted = false;
+      this.shadowsOff = false;
+      if (this.epoch.startsWith('vtd')) { this.model = 'intel-vtd'; this.startVtd(); }
+      else if (this.epoch.startsWith('list')) { this.model = 'intel-vtd'; this.startList(this.epoch === 'list-repair' ? 'repair' : 'strict'); }
+      else { this.model = modelOfEpoch(this.epoch as ModelEpochKind); this.driver = startDriver(this.epoch as ModelEpochKind, this); }
       while (this.op < end) {
-        if (this.epoch.startsWith('vtd')) this.vtdOp(); else this.listOp();
+        if (this.driver) this.driver.op();
+        else if (this.epoch.startsWith('vtd')) this.vtdOp(); else this.listOp();
         this.op++;
         if (opts.onProgress && this.op % every === 0) opts.onProgress(this.op);
       }
+      if (this.driver) { this.driver.end(); this.driver = undefined; }
       this.endEpoch();
       this.count(`epochs.${this.epoch}`);
       this.count(`ms.${this.epoch}`, Math.round(performance.now() - t0));
@@ -255,7 +258,7 @@ export class FuzzEngine {
 
   // ---------------------------------------------------------------- VT-d epochs
 
-  private get hostile(): boolean { return this.epoch === 'vtd-hostile'; }
+  get hostile(): boolean { return this.epoch.endsWith('-hostile'); }
 
   private startVtd(): void {
     this.ram = new SparseRam([{ base: 0, size: RAM_SIZE }]);

@@ -4,7 +4,9 @@
  * contract. This module only re-exports the public surface:
  * - the core contract types and `NotifierList` (src/core),
  * - guest memory (`GuestMemory`, `SparseRam`, page-by-page DMA helpers),
- * - the Intel VT-d model (`createIntelVtd`),
+ * - the Intel VT-d model (`createIntelVtd`) and its guest-side table
+ *   builder (`VtdGuest`, `VtdGuestTables`, `VtdEntry`, ...), for tests and
+ *   conformance adapters,
  * - the Arm SMMUv3 model (`createSmmuV3`),
  * - the AMD-Vi model (`createAmdVi`),
  * - the virtio-iommu model (`createVirtioIommu`) and a split-virtqueue helper
@@ -16,6 +18,11 @@ export * from './core';
 export * from './memory';
 export { createIntelVtd, validateVtdConfig, VtdConfigError, DEFAULT_VTD_CONFIG, VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './models/intel-vtd';
 export type { IntelVtd, VtdConfig, VtdLimits } from './models/intel-vtd';
+export { VtdEntry, VtdDescriptor, VtdGuestReg, VtdGuestTables, VtdInvalidationQueue, VtdGuest } from './models/intel-vtd';
+export type {
+  VtdSlpteFields, VtdRootFields, VtdScalableRootFields, VtdLegacyContextFields, VtdScalableContextFields, VtdPasidDirFields,
+  VtdPasidEntryFields, VtdDescriptorWords, VtdMmioPort, VtdGuestLayout, VtdGuestOptions,
+} from './models/intel-vtd';
 export {
   createVirtioIommu, parseVirtioIommuConfig, VirtioIommuConfigError, DEFAULT_VIRTIO_IOMMU_CONFIG,
   SplitVirtqueue, VirtioIommuQueues, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT,

@@ -19,3 +19,5 @@ export {
   rangeFromStartLen, rangeLength, rangeContains, rangeContainsRange, rangeOverlaps, isRangeAligned, X86_MSI_RANGE,
 } from './guest-addr';
 export type { InclusiveRange } from './guest-addr';
+export { WalkLimitError } from './walk-budget';
+export type { SyncLimits } from './walk-budget';

@@ -11,15 +11,15 @@
 import { EventEmitter } from 'node:events';
 import type { TypedEmitter } from '../../core/typed-events';
 import { IOMMUAccessFlags } from '../../core/access';
+import { AddressSpaceRegistry, GuestActions, ModelAddressSpace, identityEntry } from '../../core/address-spaces';
+import type { AddressSpaceOwner } from '../../core/address-spaces';
 import { X86_MSI_RANGE, hex } from '../../core/guest-addr';
-import { ContractViolation } from '../../core/errors';
 import type { LeafWalker } from '../../core/leaf';
-import type { IOMMUAddressSpace, IOMMUFault, IOMMUModelEvents, TranslateResult } from '../../core/model';
-import { NotifierList } from '../../core/notifier-list';
-import type { IOMMUNotifier, NotifierHandle } from '../../core/notifier-list';
-import { forEachPfnChunk } from '../../core/pow2';
+import type { IOMMUFault, IOMMUModelEvents, TranslateResult } from '../../core/model';
 import { IOMMUNotifierFlag } from '../../core/tlb-entry';
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
+import { budgetOption, WalkSession } from '../../core/walk-budget';
+import type { SyncLimits } from '../../core/walk-budget';
 import { dmaRead, dmaWrite } from '../../memory/dma';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
@@ -30,8 +30,7 @@ import type { VtdInvDescriptor } from './descriptors';
 import { VtdIotlb } from './iotlb';
 import * as R from './regs';
 import {
-  isContextFault, isQualifiedFault, refreshPasid, resolveContext, secondLevelWalker, walkSecondLevel, VtdWalkLimitError,
-  VtdWalkSession,
+  isContextFault, isQualifiedFault, refreshPasid, resolveContext, secondLevelWalker, walkSecondLevel,
 } from './translation';
 import type { VtdContext, VtdLeaf } from './translation';
 
@@ -39,7 +38,7 @@ import type { VtdContext, VtdLeaf } from './translation';
  * Work one guest action (an MMIO write, with every descriptor it processes
  * and every address space it syncs; or one notifier registration and its
  * replay) may spend on second-level walks: table entries read from guest
- * memory, plus entries visited in tables met again (VtdWalkSession).
+ * memory, plus entries visited in tables met again (WalkSession, src/core/walk-budget.ts).
  * Arithmetic: a legitimate domain of 10^6 4 KiB pages laid out as 15 625
  * runs of 64 pages at scattered IOVAs needs at worst one level-1, one
  * level-2 and one level-3 table per run, each read whole: 3 * 512 * 15 625 +
@@ -62,18 +61,16 @@ export const VTD_SYNC_LEAF_BUDGET = 2 ** 21;
 
 /**
  * Overrides of the work bound of one guest action (tests of hostile guests
- * use small ones). When a walk passes it, that sync and every later sync of
- * the same action are abandoned: the listeners' views stay as they were,
- * `syncIncomplete` names each device concerned (once per action), UNMAP-only
- * listeners still receive their UNMAPs, and the guest-visible state
- * (registers, queue, caches) is as if the syncs had completed.
+ * use small ones): `syncWalkBudget` table entries (default
+ * VTD_SYNC_WALK_BUDGET), `syncLeafBudget` leaves (default
+ * VTD_SYNC_LEAF_BUDGET). When a walk passes it, that sync and every later
+ * sync of the same action are abandoned: the listeners' views stay as they
+ * were, `syncIncomplete` names each device concerned (once per action),
+ * UNMAP-only listeners still receive their UNMAPs, and the guest-visible
+ * state (registers, queue, caches) is as if the syncs had completed (core
+ * GuestActions, src/core/address-spaces.ts).
  */
-export interface VtdLimits {
-  /** Table entries one guest action may read (default VTD_SYNC_WALK_BUDGET). */
-  syncWalkBudget?: number;
-  /** Leaves one guest action may report (default VTD_SYNC_LEAF_BUDGET). */
-  syncLeafBudget?: number;
-}
+export type VtdLimits = SyncLimits;
 
 /** QEMU's context-cache generation wraps here and then resets every cached context. */
 const VTD_CONTEXT_CACHE_GEN_MAX = 0xffff_ffff;
@@ -88,11 +85,14 @@ const VTD_INV_DESC_WAIT = 5;
 
 /** addrMask of a leaf at level 1, 2, 3. */
 const LEVEL_MASK = [0n, 0xfffn, 0x1f_ffffn, 0x3fff_ffffn];
-const emptyWalker: LeafWalker = () => {};
 
-/** One device address space: the notifier list and the cached context and IOTLB entries of (sid, PASID). */
-class VtdAddressSpace implements IOMMUAddressSpace {
-  readonly notifiers: NotifierList;
+/**
+ * One device address space (core ModelAddressSpace: notifier list,
+ * registration, replay, bounded syncs) with the cached context and IOTLB
+ * state of (sid, PASID). Its `index` tags its IOTLB entries; its
+ * `passThrough` is QEMU's no-DMAR alias (see VtdDevice.switchAddressSpace).
+ */
+class VtdAddressSpace extends ModelAddressSpace {
   /** Context-cache entry: valid while `ctxGen` equals the device's generation. */
   ctxGen = 0;
   ctx: VtdContext | undefined;
@@ -102,35 +102,12 @@ class VtdAddressSpace implements IOMMUAddressSpace {
    */
   iotlbPasid = -1;
   iotlbKey = 0;
-  /**
-   * On QEMU's no-DMAR alias: a pass-through device is switched to untranslated
-   * DMA (vtd_switch_address_space) and stays there, whatever the tables say
-   * later, until an event re-evaluates it. See VtdDevice.switchAddressSpace.
-   */
-  noDmar = false;
-  /** The guest action whose abandoned syncs of this space were last reported (syncIncomplete once per action). */
-  reportedAction = -1;
   /** DID of the tables the views were last synced or replayed from (-1: views emptied since). */
   syncedDid = -1;
-
-  constructor(
-    private readonly owner: VtdDevice,
-    /** Index of the space in the device (its IOTLB tag). */
-    readonly id: number,
-    readonly sid: number,
-    readonly pasid: number | undefined,
-  ) {
-    const name = `intel-vtd sid ${hex(sid)}` + (pasid === undefined ? '' : ` pasid ${pasid}`);
-    this.notifiers = new NotifierList({ name, notifyFlagChanged: (_old, flags) => owner.checkNotifierFlags(name, flags) });
-  }
-
-  registerNotifier(notifier: IOMMUNotifier): NotifierHandle {
-    return this.owner.registerNotifier(this, notifier);
-  }
 }
 
 /** The VT-d device (see index.ts for the public contract). */
-export class VtdDevice implements IntelVtd {
+export class VtdDevice implements IntelVtd, AddressSpaceOwner {
   readonly kind = 'intel-vtd';
   readonly events = new EventEmitter() as TypedEmitter<IOMMUModelEvents>;
   readonly config: Readonly<VtdConfig>;
@@ -155,31 +132,31 @@ export class VtdDevice implements IntelVtd {
   private contextCacheGen = 1;
 
   private readonly iotlb = new VtdIotlb();
-  /** Address spaces without PASID, by sid (hot path). */
-  private readonly bySid: Array<VtdAddressSpace | undefined> = new Array(0x10000);
-  /** Every address space, in creation order. */
-  private readonly spaces: VtdAddressSpace[] = [];
-  /** IOTLB keys of (space id * 2^20 + RID_PASID) pairs, see ridPasidKey. */
+  /** IOTLB keys of (space index * 2^20 + RID_PASID) pairs, see ridPasidKey. */
   private readonly ridPasidKeys = new Map<number, number>();
-  private readonly byKey = new Map<number, VtdAddressSpace>();
   private readonly leaf: VtdLeaf = { iovaPfn: 0, pages: 0, xlatPfn: 0, perm: 0, level: 0 };
   private readonly descBytes = { 16: new Uint8Array(16), 32: new Uint8Array(32) };
 
-  /** Work bound and memo of the current guest action (see VtdWalkSession, VtdLimits). */
-  private readonly session: VtdWalkSession;
-  /** Nesting of guest actions (a listener that registers from its callback joins the running one). */
-  private actionDepth = 0;
-  /** Serial of the current guest action. */
-  private action = 0;
-  /** Why the current action's walks stopped ('' while they have not). */
-  private abandonReason = '';
+  /**
+   * Guest actions (an MMIO write, a notifier registration), each under one
+   * work bound and memo (issue 13 item 11): every walk it makes, for any
+   * descriptor and any address space, draws on the same WalkSession; the
+   * error boundary of a register write (see VtdLimits).
+   */
+  private readonly actions: GuestActions;
+  /** The address spaces, by (sid, PASID); registrations run as guest actions. */
+  private readonly registry: AddressSpaceRegistry<VtdAddressSpace>;
 
   constructor(config: Readonly<VtdConfig>, private readonly mem: GuestMemory, limits: VtdLimits = {}) {
     this.config = config;
-    this.session = new VtdWalkSession(
-      budgetOption('syncWalkBudget', limits.syncWalkBudget, VTD_SYNC_WALK_BUDGET),
-      budgetOption('syncLeafBudget', limits.syncLeafBudget, VTD_SYNC_LEAF_BUDGET),
-    );
+    this.actions = new GuestActions(new WalkSession(
+      budgetOption('intel-vtd', 'syncWalkBudget', limits.syncWalkBudget, VTD_SYNC_WALK_BUDGET),
+      budgetOption('intel-vtd', 'syncLeafBudget', limits.syncLeafBudget, VTD_SYNC_LEAF_BUDGET),
+    ), this.events, 'intel-vtd');
+    this.registry = new AddressSpaceRegistry<VtdAddressSpace>(this, 'intel-vtd', {
+      actions: this.actions,
+      create: (owner, sid, pasid, name, index, actions) => new VtdAddressSpace(owner, sid, pasid, name, index, actions),
+    });
     this.cap = R.computeCap(config);
     this.ecap = R.computeEcap(config);
     this.hawMask = (1n << BigInt(config.awBits)) - 1n;
@@ -255,37 +232,10 @@ export class VtdDevice implements IntelVtd {
   mmioWrite(offset: number, size: 4 | 8, value: bigint): void {
     if (!this.validAccess('write', offset, size)) return;
     value = BigInt.asUintN(size * 8, value);
-    this.guestAction(() => {
-      try {
-        this.dispatchWrite(offset, size, value);
-      } catch (e) {
-        // Never let a notification failure escape a register write: a contract
-        // violation (reported on the list's `violation` event) or a walk cut by
-        // its budget stops that sync only.
-        if (e instanceof ContractViolation || e instanceof VtdWalkLimitError) this.guestError(`${e.name}: ${e.message}`);
-        else throw e;
-      }
-    });
-  }
-
-  /**
-   * Runs one guest action (an MMIO write, a notifier registration) under one
-   * work bound (issue 13 item 11): every walk it makes, for any descriptor
-   * and any address space, draws on the same VtdWalkSession. A nested action
-   * joins the running one.
-   */
-  private guestAction(fn: () => void): void {
-    if (this.actionDepth === 0) {
-      this.session.reset();
-      this.action++;
-      this.abandonReason = '';
-    }
-    this.actionDepth++;
-    try {
-      fn();
-    } finally {
-      this.actionDepth--;
-    }
+    // One guest action; never lets a notification failure escape a register
+    // write: a contract violation (reported on the list's `violation` event)
+    // or a walk cut by its budget stops that sync only (GuestActions.run).
+    this.actions.run(() => this.dispatchWrite(offset, size, value));
   }
 
   private validAccess(what: string, offset: number, size: number): boolean {
@@ -415,7 +365,7 @@ export class VtdDevice implements IntelVtd {
     }
     this.resetCaches();
     this.unmapAllSpaces();
-    for (const as of this.spaces) this.switchAddressSpace(as);
+    for (const as of this.registry.spaces()) this.switchAddressSpace(as);
   }
 
   private handleSrtp(): void {
@@ -425,7 +375,7 @@ export class VtdDevice implements IntelVtd {
     this.regs.setClearLong(R.DMAR_GSTS_REG, 0, R.VTD_GSTS_RTPS);
     this.resetCaches();
     this.unmapAllSpaces();
-    for (const as of this.spaces) this.switchAddressSpace(as);
+    for (const as of this.registry.spaces()) this.switchAddressSpace(as);
   }
 
   /**
@@ -441,11 +391,11 @@ export class VtdDevice implements IntelVtd {
    */
   private switchAddressSpace(as: VtdAddressSpace): void {
     if (!this.dmarEnabled) {
-      as.noDmar = false;
+      as.passThrough = false;
       return;
     }
     const res = resolveContext(this.mem, this.config, this.root, this.rootScalable, as.sid, as.pasid);
-    as.noDmar = !isContextFault(res) && res.passThrough;
+    as.passThrough = !isContextFault(res) && res.passThrough;
   }
 
   private handleQie(enable: boolean): void {
@@ -474,7 +424,7 @@ export class VtdDevice implements IntelVtd {
   }
 
   private resetContextCache(): void {
-    for (const as of this.spaces) as.ctxGen = 0;
+    for (const as of this.registry.spaces()) as.ctxGen = 0;
     this.contextCacheGen = 1;
   }
 
@@ -604,7 +554,7 @@ export class VtdDevice implements IntelVtd {
   }
 
   private guestError(message: string): void {
-    this.events.emit('guestError', `intel-vtd: ${message}`);
+    this.actions.guestError(message);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -612,43 +562,26 @@ export class VtdDevice implements IntelVtd {
 
   addressSpace(sid: number, pasid?: number): VtdAddressSpace {
     // Without scalable mode requests carry no PASID (ECAP.PASID is never set): one space per sid.
-    if (!this.config.scalableMode) pasid = undefined;
-    if (pasid === undefined) {
-      const as = this.bySid[sid];
-      if (as !== undefined) return as;
-    }
-    if (!Number.isInteger(sid) || sid < 0 || sid > 0xffff) throw new RangeError(`intel-vtd: sid ${sid} is not a 16-bit requester id`);
-    if (pasid !== undefined && (!Number.isInteger(pasid) || pasid < 0 || pasid > 0xfffff)) {
-      throw new RangeError(`intel-vtd: pasid ${pasid} is not a 20-bit PASID`);
-    }
-    const key = pasid === undefined ? sid : sid + (pasid + 1) * 0x10000;
-    let as = this.byKey.get(key);
-    if (as === undefined) {
-      as = new VtdAddressSpace(this, this.spaces.length, sid, pasid);
-      this.byKey.set(key, as);
-      this.spaces.push(as);
-      if (pasid === undefined) this.bySid[sid] = as;
-    }
-    return as;
+    return this.registry.get(sid, this.config.scalableMode ? pasid : undefined);
   }
 
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, pasid?: number): TranslateResult {
     if (!this.config.scalableMode) pasid = undefined;
-    const as = (pasid === undefined ? this.bySid[sid] : undefined) ?? this.addressSpace(sid, pasid);
-    if (!this.dmarEnabled || as.noDmar) return identity(iova);
+    const as = (pasid === undefined ? this.registry.peek(sid) : undefined) ?? this.addressSpace(sid, pasid);
+    if (!this.dmarEnabled || as.passThrough) return identityEntry(iova);
     // The IOVA as an exact number, or -1 at or above 2^53 (beyond every AW: a fault).
     const n = exactIova(iova);
     if (n >= VTD_INTERRUPT_ADDR_FIRST && n <= VTD_INTERRUPT_ADDR_LAST) {
       // QEMU gives every device a separate region for the interrupt window: requests
       // there are MSIs and never reach the IOMMU's translate (vtd-facts §5 step 2).
-      return identity(iova);
+      return identityEntry(iova);
     }
     const pfn = n >= 0 ? Math.floor(n / 4096) : -1;
     // Scalable mode without PASID: QEMU looks the IOTLB up after the context
     // (it needs the RID_PASID); legacy: before, so a hit skips the context.
     const rid2pasid = this.rootScalable && pasid === undefined;
     if (!rid2pasid && pfn >= 0) {
-      const hit = this.iotlb.lookup(as.id, pfn);
+      const hit = this.iotlb.lookup(as.index, pfn);
       if (hit !== undefined) return hit;
     }
     let ctx = as.ctxGen === this.contextCacheGen ? as.ctx : undefined;
@@ -689,13 +622,13 @@ export class VtdDevice implements IntelVtd {
     // device moves to the no-DMAR alias (vtd_pt_enable_fast_path).
     if (ctx.passThrough) {
       this.switchAddressSpace(as);
-      return identity(iova);
+      return identityEntry(iova);
     }
     // QEMU 7.2 keys IOTLB entries by (sid, PASID); a request without PASID
     // in scalable mode uses the context's RID_PASID, so entries cached under
     // another RID_PASID do not hit (QEMU capture
     // fixtures/qemu-vtd-extra/sm-iotlb-per-rid-pasid.jsonl).
-    const space = rid2pasid ? this.ridPasidKey(as, ctx.pasid ?? 0) : as.id;
+    const space = rid2pasid ? this.ridPasidKey(as, ctx.pasid ?? 0) : as.index;
     if (rid2pasid && pfn >= 0) {
       const hit = this.iotlb.lookup(space, pfn);
       if (hit !== undefined) return hit;
@@ -731,7 +664,7 @@ export class VtdDevice implements IntelVtd {
    */
   private ridPasidKey(as: VtdAddressSpace, pasid: number): number {
     if (as.iotlbPasid === pasid) return as.iotlbKey;
-    const pair = as.id * 0x10_0000 + pasid;
+    const pair = as.index * 0x10_0000 + pasid;
     let key = this.ridPasidKeys.get(pair);
     if (key === undefined) {
       key = -1 - this.ridPasidKeys.size;
@@ -927,7 +860,7 @@ export class VtdDevice implements IntelVtd {
             return `wait descriptor status write to ${hex(d.statusAddr)} failed (outside RAM)`;
           }
           // The status may land in a page table: what the walks memoised is stale.
-          this.session.forget();
+          this.actions.session.forget();
         }
         if (d.iflag) this.generateCompletionEvent();
         return undefined;
@@ -940,7 +873,7 @@ export class VtdDevice implements IntelVtd {
         // whose PASID entry was made invalid loses its translations, and this is
         // the invalidation a guest (Linux intel_pasid_tear_down_entry) sends for
         // it. Resync, as 10.2 does (vtd_pasid_cache_sync).
-        if (d.granularity === 3) for (const as of this.spaces) { if (this.hasNotifiers(as)) this.resyncSpace(as); }
+        if (d.granularity === 3) for (const as of this.registry.spaces()) { if (this.hasNotifiers(as)) this.resyncSpace(as); }
         else this.syncDomain(d.did, 0n, this.hawMask);
         return undefined;
     }
@@ -952,14 +885,14 @@ export class VtdDevice implements IntelVtd {
   private contextGlobalInvalidate(): void {
     this.contextCacheGen++;
     if (this.contextCacheGen === VTD_CONTEXT_CACHE_GEN_MAX) this.resetContextCache();
-    for (const as of this.spaces) this.switchAddressSpace(as);
-    for (const as of this.spaces) if (this.hasNotifiers(as)) this.resyncSpace(as);
+    for (const as of this.registry.spaces()) this.switchAddressSpace(as);
+    for (const as of this.registry.spaces()) if (this.hasNotifiers(as)) this.resyncSpace(as);
   }
 
   /** Device-selective: sid's bus, devfn compared under the function mask (FM 1/2/3 masks bit 2 / 2:1 / 2:0). */
   private contextDeviceInvalidate(sid: number, fm: number): void {
     const mask = ~[0, 4, 6, 7][fm & 3]! & 0xff;
-    for (const as of this.spaces) {
+    for (const as of this.registry.spaces()) {
       if ((as.sid >> 8) !== (sid >> 8) || ((as.sid & mask) !== (sid & mask))) continue;
       as.ctxGen = 0;
       this.switchAddressSpace(as);
@@ -969,7 +902,7 @@ export class VtdDevice implements IntelVtd {
 
   private iotlbGlobalInvalidate(): void {
     this.iotlb.clear();
-    for (const as of this.spaces) if (this.hasNotifiers(as)) this.resyncSpace(as);
+    for (const as of this.registry.spaces()) if (this.hasNotifiers(as)) this.resyncSpace(as);
   }
 
   private iotlbDomainInvalidate(did: number): void {
@@ -987,7 +920,7 @@ export class VtdDevice implements IntelVtd {
    * is resynced whole to its new tables.
    */
   private syncDomain(did: number, start: bigint, end: bigint): void {
-    for (const as of this.spaces) {
+    for (const as of this.registry.spaces()) {
       if (!this.hasNotifiers(as)) continue;
       const ctx = this.currentContext(as);
       if (ctx !== undefined && ctx.did === did) this.syncSpace(as, ctx, start, end);
@@ -1038,7 +971,7 @@ export class VtdDevice implements IntelVtd {
 
   /** DEVIOTLB_UNMAP to the space of `sid`: S=0 one page; S=1 8 KiB << (trailing ones of ADDR[63:12]), ADDR aligned down. */
   private deviceIotlbInvalidate(sid: number, s: boolean, addr: bigint): void {
-    const as = this.bySid[sid];
+    const as = this.registry.peek(sid);
     if (as === undefined || !(as.notifiers.flags & IOMMUNotifierFlag.DEVIOTLB_UNMAP)) return;
     let size = 4096n;
     if (s) {
@@ -1087,88 +1020,32 @@ export class VtdDevice implements IntelVtd {
 
   /**
    * Brings the views of `as` over [start, end] in line with the tables of
-   * `ctx` (C9). Once the action's work bound is spent, the sync is not
-   * attempted: it is reported as abandoned instead.
+   * `ctx` (C9), under the action's work bound (ModelAddressSpace.sync: once
+   * it is spent the sync is abandoned and reported, see VtdLimits).
    */
   private syncSpace(as: VtdAddressSpace, ctx: VtdContext, start: bigint, end: bigint): void {
     if (start > end) return;
     as.syncedDid = ctx.did;
-    if (this.session.exhausted) this.abandonSync(as, start, end);
-    else this.safely(as, () => as.notifiers.sync(start, end, this.walker(ctx)), start, end);
+    as.sync(start, end, this.walkerOf(ctx));
   }
 
   /** The page-table walker of a context for the notifier list, under the current action's work bound and memo. */
-  private walker(ctx: VtdContext): LeafWalker {
-    return secondLevelWalker(this.mem, this.config, ctx, this.session);
-  }
-
-  /**
-   * A sync of [start, end] of `as` that the work bound stopped (or that came
-   * after it was spent). The MAP notifiers' views stay as they were (the
-   * walker throws before the notifier list delivers anything), and the
-   * device is reported once per action (`syncIncomplete`, C9 does not hold
-   * until a later sync succeeds). UNMAP-only notifiers need no walk: they
-   * still receive the UNMAPs of the range, so a vhost-like cache never keeps
-   * a translation the guest invalidated. No range: a replay (MAP notifiers
-   * only).
-   */
-  private abandonSync(as: VtdAddressSpace, start?: bigint, end?: bigint, why?: string): void {
-    if (this.abandonReason === '') {
-      this.abandonReason = why ?? 'the work bound of this guest action was already spent';
-      this.guestError(`${this.abandonReason}; notifier sync abandoned`);
-    }
-    if (as.reportedAction !== this.action) {
-      as.reportedAction = this.action;
-      this.events.emit('syncIncomplete', as.sid, this.abandonReason);
-    }
-    if (start !== undefined && end !== undefined) this.unmapCacheNotifiers(as, start, end);
-  }
-
-  /** UNMAPs of [start, end] to the UNMAP-only notifiers of `as`: aligned power-of-two chunks of the frames inside each one's range (C2, C6). */
-  private unmapCacheNotifiers(as: VtdAddressSpace, start: bigint, end: bigint): void {
-    const list = as.notifiers;
-    const a = Number(start >> 12n);
-    const b = Number(end >> 12n);
-    for (const h of list.handles) {
-      const n = h.notifier;
-      if (!h.registered || (n.flags & IOMMUNotifierFlag.MAP) !== 0 || (n.flags & IOMMUNotifierFlag.UNMAP) === 0) continue;
-      const lo = Math.max(a, Number((n.start + 0xfffn) >> 12n));
-      const hi = Math.min(b, Number(((n.end + 1n) >> 12n) - 1n));
-      if (lo > hi) continue;
-      this.safely(as, () => forEachPfnChunk(lo, hi, -1, (p, pages) => {
-        if (h.registered) list.notifyOnePages(h, IOMMUNotifierFlag.UNMAP, p, pages, 0, IOMMUAccessFlags.NONE);
-      }));
-    }
+  private walkerOf(ctx: VtdContext): LeafWalker {
+    return secondLevelWalker(this.mem, this.config, ctx, this.actions.session);
   }
 
   private unmapSpace(as: VtdAddressSpace): void {
     as.syncedDid = -1;
     // Clipped to 2^aw - 1 as vtd_address_space_unmap does.
-    this.safely(as, () => as.notifiers.unmapAll(0n, this.hawMask));
+    as.notifyUnmap(0n, this.hawMask);
   }
 
   private unmapAllSpaces(): void {
-    for (const as of this.spaces) if (as.notifiers.handles.length > 0) this.unmapSpace(as);
-  }
-
-  /**
-   * Runs a notification step of address space `as`; a walk over the work
-   * bound or a contract violation stops that step only (never an exception
-   * out of a register write). A walk over the bound abandons the sync of
-   * [start, end] (see abandonSync).
-   */
-  private safely(as: VtdAddressSpace, step: () => void, start?: bigint, end?: bigint): void {
-    try {
-      step();
-    } catch (e) {
-      if (e instanceof VtdWalkLimitError) this.abandonSync(as, start, end, e.message);
-      else if (e instanceof ContractViolation) this.guestError(`notifier contract violation (${e.rule}): ${e.message}`);
-      else throw e;
-    }
+    for (const as of this.registry.spaces()) if (as.listened) this.unmapSpace(as);
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Notifier registration (C1, C7)
+  // Notifier registration (C1, C7): AddressSpaceOwner
 
   /** notify_flag_changed: refuses what this configuration can never serve (C1). */
   checkNotifierFlags(name: string, flags: number): void {
@@ -1183,33 +1060,23 @@ export class VtdDevice implements IntelVtd {
   }
 
   /**
-   * Registers (C1) and replays the current translations to a MAP notifier
-   * (C7). The replay is one guest action for the work bound: a replay over it
-   * leaves the view as it was (empty) and reports `syncIncomplete`.
+   * The C7 replay of a new MAP notifier (called by ModelAddressSpace inside
+   * the registration's guest action): the walker of the space's current
+   * context, which the views are then synced from (`syncedDid`); undefined
+   * (nothing to replay) when it does not resolve or is pass-through.
    */
-  registerNotifier(as: VtdAddressSpace, notifier: IOMMUNotifier): NotifierHandle {
-    const handle = as.notifiers.register(notifier);
-    if (notifier.flags & IOMMUNotifierFlag.MAP) {
-      this.guestAction(() => {
-        if (this.session.exhausted) {
-          this.abandonSync(as);
-          return;
-        }
-        const ctx = this.currentContext(as);
-        if (ctx !== undefined) as.syncedDid = ctx.did;
-        const walk = ctx === undefined ? emptyWalker : this.walker(ctx);
-        this.safely(as, () => as.notifiers.replay(handle, walk));
-      });
-    }
-    return handle;
+  walker(space: ModelAddressSpace): LeafWalker | undefined {
+    const as = space as VtdAddressSpace;
+    const ctx = this.currentContext(as);
+    if (ctx === undefined) return undefined;
+    as.syncedDid = ctx.did;
+    return this.walkerOf(ctx);
   }
-}
 
-/** A work-bound option: a number >= 0 (Infinity allowed), else a RangeError naming it. */
-function budgetOption(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`intel-vtd: limits.${name} must be a number >= 0 (got ${String(value)})`);
-  return value;
+  /** A contract violation stopped a notification step: reported, never thrown out of a guest operation. */
+  notificationError(_as: ModelAddressSpace, message: string): void {
+    this.guestError(message);
+  }
 }
 
 /** Scratch for `exactIova`: one u64 and its two u32 halves. */
@@ -1229,10 +1096,4 @@ function exactIova(iova: bigint): number {
   IOVA_U64[0] = iova;
   const hi = IOVA_U32[IOVA_U32_LO ^ 1]!;
   return hi < 0x20_0000 ? hi * 0x1_0000_0000 + IOVA_U32[IOVA_U32_LO]! : -1;
-}
-
-/** TE off, pass-through, interrupt window: iova = gpa, one 4 KiB page, RW. */
-function identity(iova: bigint): IOMMUTLBEntry {
-  const page = iova & ~0xfffn;
-  return { iova: page, translatedAddr: page, addrMask: 0xfffn, perm: IOMMUAccessFlags.RW };
 }

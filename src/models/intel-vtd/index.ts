@@ -23,6 +23,11 @@ export { DEFAULT_VTD_CONFIG } from './config';
 export type { VtdConfig } from './config';
 export { VTD_SYNC_WALK_BUDGET, VTD_SYNC_LEAF_BUDGET } from './device';
 export type { VtdLimits } from './device';
+export { VtdEntry, VtdDescriptor, VtdGuestReg, VtdGuestTables, VtdInvalidationQueue, VtdGuest } from './guest-tables';
+export type {
+  VtdSlpteFields, VtdRootFields, VtdScalableRootFields, VtdLegacyContextFields, VtdScalableContextFields, VtdPasidDirFields,
+  VtdPasidEntryFields, VtdDescriptorWords, VtdMmioPort, VtdGuestLayout, VtdGuestOptions,
+} from './guest-tables';
 
 /** An Intel VT-d IOMMU model. */
 export interface IntelVtd extends MmioIOMMUModel {

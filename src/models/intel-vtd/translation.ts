@@ -16,6 +16,7 @@
 import type { GuestMemory } from '../../memory/guest-memory';
 import type { PageWordsSource } from '../../memory/sparse-ram';
 import type { LeafSink, LeafWalker } from '../../core/leaf';
+import { WalkLimitError, WalkSession } from '../../core/walk-budget';
 import type { VtdConfig } from './config';
 import {
   LEGACY_CONTEXT_SIZE,
@@ -502,179 +503,15 @@ export interface VtdLeafWalker extends LeafWalker {
 
 /** Work units charged for a memoised table whose whole subtree is known to hold no leaf. */
 const EMPTY_SUBTREE_WORK = 1;
-/**
- * Memo bounds, so that a hostile action's memo stays small (about 13 MB of
- * index and 32 MB of decoded entries at most): 2^18 tables is 1 GiB of page
- * tables, five times what a 10^6-page domain scattered in 64-page runs uses;
- * past either bound tables are walked from guest memory, unmemoised (the
- * work bound still holds).
- */
-const MEMO_MAX_TABLES = 2 ** 18;
-const MEMO_MAX_POOL = 2 ** 22;
-
-/**
- * The work one guest action (an MMIO write, a notifier registration) may
- * spend on second-level walks, shared by every walk of that action (every
- * sync of every address space, every descriptor of the queue), and what
- * those walks learnt of the tables meanwhile (issue 13 item 11).
- *
- * Bounds: `workBudget` counts table entries read from guest memory, entries
- * visited in memoised tables and one unit per skipped empty subtree;
- * `leafBudget` counts leaves reported to the notifier lists. A walk that
- * would pass either throws `VtdWalkLimitError` (before reading the table or
- * reporting the leaf that would pass it) and marks the session exhausted.
- *
- * Memo (loops and aliasing cost O(distinct tables), not O(paths)): a table
- * is known by (address, level, the permission its parents let through).
- * The first visit scans it from guest memory; the second full visit decodes
- * its valid entries once into `pool`, and later visits iterate them (at the
- * new IOVA base: the same table reached through another slot maps other
- * IOVAs). A full visit also records how many leaves the subtree holds, so a
- * subtree known empty costs one unit and a known large one is refused before
- * it is walked. Walks of address spaces that share a domain's tables hit the
- * same memo, so the tables are read once per action, not once per space.
- *
- * The memo assumes the tables do not change during one action except
- * through the model itself, which calls `forget()` when it writes guest
- * memory (a wait descriptor's status write).
- */
-export class VtdWalkSession {
-  /** Work spent so far in this action. */
-  work = 0;
-  /** Leaves reported so far in this action. */
-  leaves = 0;
-  /** A walk of this action went over a bound: later syncs of the action are not attempted. */
-  exhausted = false;
-
-  // Memo index: open addressing over table keys (a Map keyed by doubles
-  // above 2^31 allocates per entry); a slot is in use when its stamp is `gen`.
-  private keys = new Float64Array(1024);
-  private ids = new Int32Array(1024);
-  private stamps = new Uint32Array(1024);
-  private gen = 1;
-  private nodes = 0;
-  /** Per memoised table: leaves of its whole subtree (-1: not yet walked whole). */
-  count = new Float64Array(256);
-  /** Per memoised table: 1 once visited. */
-  seen = new Uint8Array(256);
-  /** Per memoised table: [start, end) of its decoded entries in `pool` (start -1: not decoded). */
-  start = new Int32Array(256);
-  end = new Int32Array(256);
-  /** Decoded valid entries, two numbers each: slot << 3 | leaf << 2 | perm, then xlatPfn (leaf) or next table address. */
-  pool = new Float64Array(1024);
-  poolLen = 0;
-
-  constructor(public workBudget: number, public leafBudget = Infinity) {}
-
-  /** Starts a new action: nothing spent, nothing known; memory a large action took is given back. */
-  reset(workBudget = this.workBudget, leafBudget = this.leafBudget): void {
-    this.workBudget = workBudget;
-    this.leafBudget = leafBudget;
-    this.work = this.leaves = 0;
-    this.exhausted = false;
-    this.forget();
-    if (this.keys.length > 1 << 17) {
-      this.keys = new Float64Array(1024);
-      this.ids = new Int32Array(1024);
-      this.stamps = new Uint32Array(1024);
-      this.count = new Float64Array(256);
-      this.seen = new Uint8Array(256);
-      this.start = new Int32Array(256);
-      this.end = new Int32Array(256);
-    }
-  }
-
-  /** Drops the memo (the tables may have changed); the work spent stays spent. */
-  forget(): void {
-    this.gen = (this.gen + 1) >>> 0;
-    if (this.gen === 0) {
-      this.stamps.fill(0);
-      this.gen = 1;
-    }
-    this.nodes = 0;
-    this.poolLen = 0;
-    if (this.pool.length > 1 << 16) this.pool = new Float64Array(1024);
-  }
-
-  /** The memo slot of table `key`, created unseen; -1 when the memo is full (walk it unmemoised). */
-  node(key: number): number {
-    const mask = this.keys.length - 1;
-    let h = hashKey(key) & mask;
-    while (this.stamps[h] === this.gen) {
-      if (this.keys[h] === key) return this.ids[h]!;
-      h = (h + 1) & mask;
-    }
-    if (this.nodes >= MEMO_MAX_TABLES) return -1;
-    const id = this.nodes++;
-    if (id === this.count.length) {
-      this.count = grow(this.count, id * 2);
-      this.seen = grow(this.seen, id * 2);
-      this.start = grow(this.start, id * 2);
-      this.end = grow(this.end, id * 2);
-    }
-    this.count[id] = -1;
-    this.seen[id] = 0;
-    this.start[id] = -1;
-    this.keys[h] = key;
-    this.ids[h] = id;
-    this.stamps[h] = this.gen;
-    if (this.nodes * 2 > this.keys.length) this.rehash();
-    return id;
-  }
-
-  /** Doubles the index (load factor <= 1/2). */
-  private rehash(): void {
-    const { keys, ids, stamps, gen } = this;
-    const n = keys.length * 2;
-    this.keys = new Float64Array(n);
-    this.ids = new Int32Array(n);
-    this.stamps = new Uint32Array(n);
-    this.gen = 1;
-    for (let i = 0; i < keys.length; i++) {
-      if (stamps[i] !== gen) continue;
-      let h = hashKey(keys[i]!) & (n - 1);
-      while (this.stamps[h] === 1) h = (h + 1) & (n - 1);
-      this.keys[h] = keys[i]!;
-      this.ids[h] = ids[i]!;
-      this.stamps[h] = 1;
-    }
-  }
-
-  /** Whether 512 more decoded entries fit the memo. */
-  get poolRoom(): boolean {
-    return this.poolLen + 1024 <= MEMO_MAX_POOL;
-  }
-
-  /** Appends one decoded entry. */
-  push(tag: number, value: number): void {
-    if (this.poolLen + 2 > this.pool.length) this.pool = grow(this.pool, this.pool.length * 2);
-    this.pool[this.poolLen++] = tag;
-    this.pool[this.poolLen++] = value;
-  }
-}
-
-/** Hash of a memo key (table address * 16 + level * 4 + perm, below 2^56). */
-function hashKey(key: number): number {
-  const lo = key >>> 0;
-  const hi = (key / 4294967296) >>> 0;
-  const h = Math.imul(lo ^ Math.imul(hi, 0x85ebca77), 0x9e3779b1);
-  return (h ^ (h >>> 15)) >>> 0;
-}
-
-function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (n: number) => T)(n);
-  b.set(a);
-  return b;
-}
 
 /**
  * A LeafWalker over the second-level tables of `ctx`, for the notifier sync:
  * reports every valid leaf intersecting the range, whole, in order; skips
  * unreadable and reserved entries silently (as QEMU's vtd_page_walk does);
  * clips to 2^min(AGAW, awBits). Its work is bounded by `budget`: a session
- * shared with the other walks of one guest action (see VtdWalkSession), or
+ * shared with the other walks of one guest action (see WalkSession), or
  * a number of work units for each call on its own (a fresh session per
- * call, no leaf bound). Over the bound it throws `VtdWalkLimitError` before
+ * call, no leaf bound). Over the bound it throws `WalkLimitError` before
  * reading the table that would pass it.
  *
  * As QEMU 7.2 `vtd_page_walk_level`: an entry is valid when R or W survives
@@ -691,7 +528,7 @@ function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, n: number)
  * parents' R|W; other memories fill a per-level scratch copy of the slots in
  * range first (the low word, and the high word only of a slot that passes).
  */
-export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext, budget: number | VtdWalkSession): VtdLeafWalker {
+export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdContext, budget: number | WalkSession): VtdLeafWalker {
   const m = masksFor(cfg);
   const limitPfn = ctx.levels === 4 ? m.limit4 : m.limit3;
   const hawHi = m.hawHi;
@@ -699,18 +536,18 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
   /** Scratch copies of one table per level, for memories without pageWords or a misaligned top table. */
   const scratch: Array<Uint32Array | undefined> = [undefined, undefined, undefined, undefined, undefined];
   const shared = typeof budget === 'number' ? undefined : budget;
-  const s: VtdWalkSession = shared ?? new VtdWalkSession(budget as number);
+  const s: WalkSession = shared ?? new WalkSession(budget as number);
   let visited = 0;
 
-  const overWork = (): VtdWalkLimitError => {
+  const overWork = (): WalkLimitError => {
     s.exhausted = true;
-    return new VtdWalkLimitError(
+    return new WalkLimitError(
       `VT-d second-level walk of domain ${ctx.did} (SLPTPTR 0x${ctx.slptptr.toString(16)}) read more than ${s.workBudget} table entries in one guest action`,
     );
   };
-  const overLeaves = (): VtdWalkLimitError => {
+  const overLeaves = (): WalkLimitError => {
     s.exhausted = true;
-    return new VtdWalkLimitError(`VT-d second-level walk of domain ${ctx.did} reported more than ${s.leafBudget} leaves in one guest action`);
+    return new WalkLimitError(`VT-d second-level walk of domain ${ctx.did} reported more than ${s.leafBudget} leaves in one guest action`);
   };
   /** Charges `n` entries read from guest memory. */
   const read = (n: number): void => {
@@ -873,7 +710,7 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
     if (busy) return secondLevelWalker(mem, cfg, ctx, budget)(firstPfn, lastPfn, sink);
     visited = 0;
     if (shared === undefined) s.reset();
-    else if (s.exhausted) throw new VtdWalkLimitError('VT-d: the walk bound of this guest action is already spent');
+    else if (s.exhausted) throw new WalkLimitError('VT-d: the walk bound of this guest action is already spent');
     const first = firstPfn > 0 ? Math.ceil(firstPfn) : 0;
     const last = lastPfn < limitPfn - 1 ? Math.floor(lastPfn) : limitPfn - 1;
     // QEMU: a start beyond the IOVA limit walks nothing; the end is clipped to the limit.
@@ -887,8 +724,4 @@ export function secondLevelWalker(mem: GuestMemory, cfg: VtdConfig, ctx: VtdCont
   }) as VtdLeafWalker;
   Object.defineProperty(walker, 'visited', { get: () => visited, enumerable: true });
   return walker;
-}
-
-export class VtdWalkLimitError extends Error {
-  override readonly name = 'VtdWalkLimitError';
 }

@@ -159,9 +159,13 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
       this.deviceError(`invalid config.bypass value ${want}`);
       return;
     }
-    // Unattached endpoints switch between identity and faulting: neither is
-    // a mapping a listener holds, so no notification.
+    // Unattached endpoints switch between identity and faulting. A MAP
+    // listener holds neither, but a vhost-like UNMAP listener caches what
+    // translate() answered, identity included: when bypass goes off, that
+    // identity ceases to exist and must be invalidated (C8).
+    const wasBypass = this.bypass === 1;
     this.bypass = want;
+    if (wasBypass && want === 0) this.unmapUnattached();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -275,6 +279,11 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
     }
     domain.endpoints.add(ep);
     ep.domain = domain;
+    // An endpoint that was in no domain translated by config.bypass: when
+    // that was identity and the new domain translates, the identity
+    // translations a vhost-like listener cached from translate() cease to
+    // exist (C8). (Leaving a domain already unmapped in detachEndpoint.)
+    if (previous === undefined && this.bypass === 1 && !domain.bypass) this.spaceOf(ep)?.notifyUnmap();
     // Replay the domain's mappings to the endpoint's listeners (C7).
     const as = this.spaceOf(ep);
     if (as !== undefined) as.resync();
@@ -386,6 +395,13 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
 
   // ---------------------------------------------------------------------------------------------
   // Notifiers
+
+  /** UNMAP of the whole space to the listeners of every device in no domain (their bypass identity ended). */
+  private unmapUnattached(): void {
+    for (const as of this.spaces.spaces()) {
+      if (as.listened && this.bySid[as.sid]?.domain === undefined) as.notifyUnmap();
+    }
+  }
 
   /**
    * The address space whose listeners see endpoint `ep`'s translations: its
@@ -505,7 +521,10 @@ export class VirtioIommuDevice implements VirtioIommuModel, AddressSpaceOwner {
   /** System reset: a device reset, and config.bypass back to boot-bypass. */
   reset(): void {
     this.virtioReset();
+    const wasBypass = this.bypass === 1;
     this.bypass = this.config.bootBypass ? 1 : 0;
+    // Every endpoint is now in no domain: identity ends when boot-bypass is off (see setConfig).
+    if (wasBypass && this.bypass === 0) this.unmapUnattached();
     fillConfigSpace(this.configBuf, this.config, this.bypass);
   }
 

@@ -2,14 +2,13 @@
  * Hostile guest tables: a valid root/context/PASID skeleton overwritten by
  * random words (biased to point at the other tables, with reserved or ignored
  * bits, outside RAM, or far above 2^53) anywhere in the table pages. The module must answer with a modelled fault reason or a
- * well-formed leaf, never throw (except VtdWalkLimitError from the walker),
+ * well-formed leaf, never throw (except WalkLimitError from the walker),
  * and the walker's leaves must keep the LeafWalker contract.
  */
 import fc from 'fast-check';
 import { SparseRam } from '../../../src/memory/sparse-ram';
 import { DEFAULT_VTD_CONFIG, type VtdConfig } from '../../../src/models/intel-vtd/config';
 import {
-  VtdWalkLimitError,
   isContextFault,
   refreshPasid,
   resolveContext,
@@ -17,6 +16,7 @@ import {
   walkSecondLevel,
   type VtdLeaf,
 } from '../../../src/models/intel-vtd/translation';
+import { WalkLimitError } from '../../../src/core/walk-budget';
 import {
   legacyContextEntry,
   legacyRootEntry,
@@ -138,7 +138,7 @@ describe('hostile tables', () => {
               found.push([iovaPfn, pages, xlatPfn, perm]);
             });
           } catch (e) {
-            expect(e).toBeInstanceOf(VtdWalkLimitError);
+            expect(e).toBeInstanceOf(WalkLimitError);
           }
           // Every leaf the walker reports translates the same way through the DMA path
           // (unless its output meets the interrupt range, which only the DMA path checks;

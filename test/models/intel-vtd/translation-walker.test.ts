@@ -7,12 +7,12 @@ import fc from 'fast-check';
 import { SparseRam } from '../../../src/memory/sparse-ram';
 import { DEFAULT_VTD_CONFIG, type VtdConfig } from '../../../src/models/intel-vtd/config';
 import {
-  VtdWalkLimitError,
   secondLevelWalker,
   walkSecondLevel,
   type VtdContext,
   type VtdLeaf,
 } from '../../../src/models/intel-vtd/translation';
+import { WalkLimitError } from '../../../src/core/walk-budget';
 import { VtdTables, slpte } from './helpers/tables';
 
 const SL = 0x30_0000;
@@ -148,12 +148,12 @@ describe('secondLevelWalker', () => {
     expect(walker.visited).toBe(514);
   });
 
-  it('throws VtdWalkLimitError on a table aliased everywhere (512^3 leaves), within budget otherwise', () => {
+  it('throws WalkLimitError on a table aliased everywhere (512^3 leaves), within budget otherwise', () => {
     const { mem, t } = setup();
     for (let i = 0; i < 512; i++) t.pte(SL, i, slpte({ r: true, w: true, addr: SL }));
     const walker = secondLevelWalker(mem, cfg39, ctxOf(3), 100_000);
     let reported = 0;
-    expect(() => walker(0, LIMIT39 - 1, () => { reported++; })).toThrow(VtdWalkLimitError);
+    expect(() => walker(0, LIMIT39 - 1, () => { reported++; })).toThrow(WalkLimitError);
     expect(reported).toBeLessThan(100_000);
     // A small range of the same tables is fine and reports every frame.
     const leaves: Leaf[] = [];

@@ -14,7 +14,8 @@ import type { GuestMemory } from '../../../src/memory/guest-memory';
 import { SparseRam } from '../../../src/memory/sparse-ram';
 import { createIntelVtd } from '../../../src/models/intel-vtd';
 import { DEFAULT_VTD_CONFIG } from '../../../src/models/intel-vtd/config';
-import { VtdWalkSession, secondLevelWalker } from '../../../src/models/intel-vtd/translation';
+import { WalkSession } from '../../../src/core/walk-budget';
+import { secondLevelWalker } from '../../../src/models/intel-vtd/translation';
 import type { IntelVtd, VtdLimits } from '../../../src/models/intel-vtd';
 import { CONTEXT, GCMD, QUEUE, REG, ROOT, Recorder, desc } from './helpers/device';
 import { VtdTables, slpte, writeWords } from './helpers/tables';
@@ -299,7 +300,7 @@ describe('the memo against a naive walk (aliasing and loops among a few tables)'
         if (want.length > 0) nonEmpty++;
         expect(got).toEqual(want);
         // And the whole space twice in one session (second time from the memo) gives the same as the reference.
-        const session = new VtdWalkSession(1e8);
+        const session = new WalkSession(1e8);
         const walk = secondLevelWalker(ram, { ...DEFAULT_VTD_CONFIG }, ctx, session);
         const a: number[][] = [];
         const b: number[][] = [];
@@ -313,7 +314,7 @@ describe('the memo against a naive walk (aliasing and loops among a few tables)'
   });
 
   it('the memo stops growing at its bound and is given back by the next action', () => {
-    const s = new VtdWalkSession(1e9);
+    const s = new WalkSession(1e9);
     let wrong = 0;
     for (let i = 0; i < 2 ** 18; i++) if (s.node(i * 4096 * 16 + 7) !== i) wrong++;
     expect(wrong).toBe(0);

@@ -10,9 +10,9 @@ import type { IOMMUTLBEntry, IOMMUTLBEvent } from '../../../../src/core/tlb-entr
 import type { IOMMUFault, MsiMessage } from '../../../../src/core/model';
 import type { NotifierHandle } from '../../../../src/core/notifier-list';
 import { SparseRam } from '../../../../src/memory/sparse-ram';
-import { createIntelVtd } from '../../../../src/models/intel-vtd';
+import { VtdDescriptor, VtdInvalidationQueue, createIntelVtd } from '../../../../src/models/intel-vtd';
 import type { IntelVtd, VtdConfig, VtdLimits } from '../../../../src/models/intel-vtd';
-import { VtdTables, writeWords } from './tables';
+import { VtdTables } from './tables';
 
 export const REG = {
   VER: 0x00, CAP: 0x08, ECAP: 0x10, GCMD: 0x18, GSTS: 0x1c, RTADDR: 0x20, CCMD: 0x28, FSTS: 0x34,
@@ -26,23 +26,8 @@ export const GCMD = {
   QIE: 0x0400_0000n, IRE: 0x0200_0000n, SIRTP: 0x0100_0000n, CFI: 0x0080_0000n,
 } as const;
 
-/** Invalidation descriptors (VT-d spec 6.5.2), as [lo, hi]. */
-export const desc = {
-  contextGlobal: (): [bigint, bigint] => [0x1n | (1n << 4n), 0n],
-  contextDomain: (did: number): [bigint, bigint] => [0x1n | (2n << 4n) | (BigInt(did) << 16n), 0n],
-  contextDevice: (did: number, sid: number, fm = 0): [bigint, bigint] =>
-    [0x1n | (3n << 4n) | (BigInt(did) << 16n) | (BigInt(sid) << 32n) | (BigInt(fm) << 48n), 0n],
-  iotlbGlobal: (): [bigint, bigint] => [0x2n | (1n << 4n), 0n],
-  iotlbDomain: (did: number): [bigint, bigint] => [0x2n | (2n << 4n) | (BigInt(did) << 16n), 0n],
-  iotlbPage: (did: number, addr: bigint, am = 0, ih = false): [bigint, bigint] =>
-    [0x2n | (3n << 4n) | (BigInt(did) << 16n), addr | (ih ? 1n << 6n : 0n) | BigInt(am)],
-  deviceIotlb: (sid: number, addr: bigint, s = false): [bigint, bigint] => [0x3n | (BigInt(sid) << 32n), addr | (s ? 1n : 0n)],
-  iec: (global = true, index = 0): [bigint, bigint] => [0x4n | (global ? 0n : 1n << 4n) | (BigInt(index) << 32n), 0n],
-  wait: (f: { sw?: boolean; iflag?: boolean; fn?: boolean; data?: number; addr?: bigint }): [bigint, bigint] => [
-    0x5n | (f.iflag ? 1n << 4n : 0n) | (f.sw ? 1n << 5n : 0n) | (f.fn ? 1n << 6n : 0n) | (BigInt(f.data ?? 0) << 32n),
-    f.addr ?? 0n,
-  ],
-};
+/** Invalidation descriptors (VT-d spec 6.5.2), as [lo, hi]: the model's exported encoders (guest-tables.ts). */
+export const desc = VtdDescriptor;
 
 export const SID_A = 0x20; // 00:04.0
 export const SID_B = 0x28; // 00:05.0
@@ -77,7 +62,7 @@ export interface Bench {
   /** Writes descriptors at the software tail and moves IQT past them. */
   submit(...descs: Array<[bigint, bigint]>): void;
   /** The software tail (in descriptors). */
-  tail: number;
+  readonly tail: number;
 }
 
 export function makeBench(cfg: Partial<VtdConfig> = { cachingMode: true }, ramSize = 0x800_0000, limits?: VtdLimits): Bench {
@@ -85,8 +70,10 @@ export function makeBench(cfg: Partial<VtdConfig> = { cachingMode: true }, ramSi
   const tables = new VtdTables(ram, 0x10_0000);
   const vtd = createIntelVtd(cfg, ram, limits);
   const levels = cfg.awBits === 48 ? 4 : 3;
+  const queue = new VtdInvalidationQueue(ram, vtd, QUEUE);
   const b: Bench = {
-    ram, tables, vtd, cfg, msis: [], faults: [], guestErrors: [], slpt: new Map(), tail: 0,
+    ram, tables, vtd, cfg, msis: [], faults: [], guestErrors: [], slpt: new Map(),
+    get tail() { return queue.tail; },
     device(sid, did = 1, extra = {}) {
       const top = tables.page();
       b.slpt.set(sid, top);
@@ -97,13 +84,7 @@ export function makeBench(cfg: Partial<VtdConfig> = { cachingMode: true }, ramSi
       tables.map(b.slpt.get(sid)!, levels, iova, addr, opts);
     },
     unmap(sid, iova, leafLevel = 1) {
-      // Walk to the leaf table (directories exist) and clear the entry.
-      let table = b.slpt.get(sid)!;
-      for (let level = levels; level > leafLevel; level--) {
-        const idx = Number((iova >> BigInt(12 + 9 * (level - 1))) & 0x1ffn);
-        table = (ram.readU32(table + idx * 8) & ~0xfff) >>> 0;
-      }
-      tables.pte(table, Number((iova >> BigInt(12 + 9 * (leafLevel - 1))) & 0x1ffn), 0n);
+      if (!tables.unmap(b.slpt.get(sid)!, levels, iova, leafLevel)) throw new Error(`test bench: no table path to 0x${iova.toString(16)}`);
     },
     read: (offset, size = 4) => vtd.mmioRead(offset, size),
     write: (offset, value, size = 4) => vtd.mmioWrite(offset, size, value),
@@ -119,11 +100,7 @@ export function makeBench(cfg: Partial<VtdConfig> = { cachingMode: true }, ramSi
       b.write(REG.GCMD, GCMD.TE | (b.read(REG.GSTS) & GCMD.QIE));
     },
     submit(...descs) {
-      for (const [lo, hi] of descs) {
-        writeWords(ram, QUEUE + b.tail * 16, lo, hi);
-        b.tail = (b.tail + 1) % 256;
-      }
-      b.write(REG.IQT, BigInt(b.tail * 16), 8);
+      queue.submit(...descs);
     },
   };
   tables.root(ROOT, 0, [BigInt(CONTEXT) | 1n, 0n]);
