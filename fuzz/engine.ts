@@ -44,14 +44,12 @@ import { CTX, DATA, IQ, QIE, RAM_SIZE, REG, ROOT, SRTP, STATUS, TABLES, TE, VtdG
 import type { Leaf } from './guest';
 import { ShadowView, diffRuns, mergeRuns } from './shadow';
 import type { ShadowEntry } from './shadow';
-import { CountingMemory, Rng } from './host';
+import { CountingMemory, FUZZ_LIMITS, Rng } from './host';
 import type { ActionKind, FindingKind, FuzzHost, FuzzModel, ModelDriver, ModelEpochKind } from './host';
 import { modelOfEpoch, modelWorkBound, startDriver } from './drivers';
-export { CountingMemory, Rng } from './host';
+export { CountingMemory, FUZZ_LIMITS, Rng } from './host';
 export type { ActionKind, FindingKind, FuzzModel } from './host';
 
-/** Work limits the fuzzer gives the model (`createIntelVtd`'s third argument): small, so hostile tables cost little. */
-export const FUZZ_LIMITS = { syncWalkBudget: 1 << 16, syncLeafBudget: 1 << 13 };
 /** Largest invalidation queue (IQA.QS = 7: 2^15 descriptors of 128 bits; 256-bit ones are 4 reads). */
 const MAX_QUEUE_DESCRIPTORS = 1 << 15;
 

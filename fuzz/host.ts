@@ -6,6 +6,9 @@
  */
 import type { GuestMemory } from '../src/index';
 
+/** Work limits the fuzzer gives the models that take them (VT-d, AMD-Vi: third argument): small, so hostile tables cost little. */
+export const FUZZ_LIMITS = { syncWalkBudget: 1 << 16, syncLeafBudget: 1 << 13 };
+
 export type FindingKind = 'exception' | 'violation' | 'coherence' | 'listener' | 'work' | 'heap';
 
 /** What one guest action is: an MMIO write, a notifier registration, a DMA/translate, a virtio request. */

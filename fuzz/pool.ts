@@ -15,8 +15,8 @@ import type { ShadowEntry } from './shadow';
 
 interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
 
-/** The guest's idea of one translation: [s, e] -> xl with perm. */
-export type Expect = ShadowEntry;
+/** The guest's idea of one translation: [s, e] -> xl with perm (`anyPerm`: the model answers the access asked, e.g. bypass). */
+export type Expect = ShadowEntry & { anyPerm?: boolean };
 
 export class ListenerPool {
   private raw: RawNotifier[] = [];
@@ -178,7 +178,7 @@ export class ListenerPool {
         const want = lookup(v.sid, e.iova);
         const show = `[0x${e.iova.toString(16)}, 0x${last.toString(16)}] -> 0x${e.uaddr.toString(16)} perm ${e.perm}`;
         if (!want) { this.host.finding('coherence', `vhost ${when}: ${this.model.kind} sid 0x${v.sid.toString(16)} still serves ${show}, which the guest no longer maps`); continue; }
-        if (last > want.e || e.uaddr !== want.xl + (e.iova - want.s) || e.perm !== want.perm) {
+        if (last > want.e || e.uaddr !== want.xl + (e.iova - want.s) || (want.anyPerm ? (e.perm & ~want.perm) !== 0 : e.perm !== want.perm)) {
           this.host.finding('coherence', `vhost ${when}: ${this.model.kind} sid 0x${v.sid.toString(16)} serves ${show} where the guest maps [0x${want.s.toString(16)}, 0x${want.e.toString(16)}] -> 0x${want.xl.toString(16)} perm ${want.perm}`);
         }
       }

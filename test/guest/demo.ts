@@ -3,7 +3,7 @@
  * model, shows the guest's console lines about the IOMMU and live counters,
  * and writes a trace v1 of the run (replay it with `npx viommu replay`).
  *
- * Options: `--trace FILE` (default viommu-guest.jsonl), `--no-trace` (no
+ * Options: `--trace FILE` (default build/guest/viommu-guest.jsonl, which git ignores), `--no-trace` (no
  * recorder), `--no-vfio` (no VfioListener on the 9p device), `--no-iommu` (the
  * same guest without the unit, for the timing comparison), `--all` (every
  * console line).
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const withVfio = iommu && !args.includes('--no-vfio');
   const all = args.includes('--all');
   const ti = args.indexOf('--trace');
-  const tracePath = ti >= 0 ? args[ti + 1] : 'viommu-guest.jsonl';
+  const tracePath = ti >= 0 ? args[ti + 1] : 'build/guest/viommu-guest.jsonl';
   if (tracePath === undefined) throw new Error('--trace needs a file name');
   const dir = guestDir((l) => console.log(l));
   console.log(`guest: ${dir}\nkernel command line: ${CMDLINE}\n${iommu ? `VT-d model at 0xfed90000${trace ? `, trace -> ${tracePath}` : ''}${withVfio ? ', VfioListener on 9p' : ''}` : 'no IOMMU'}`);
@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     console.log(line);
     if (tty && status !== '') process.stdout.write(status);
   };
+  const cpu0 = process.cpuUsage();
   const run = await bootGuest({
     dir, iommu, vfio: withVfio,
     ...(out !== undefined ? { record: (chunk: Uint8Array) => { out.write(chunk); } } : {}),
@@ -50,7 +51,8 @@ async function main(): Promise<void> {
   }
   const g = parseSerial(run.serial);
   const ok = g.file !== undefined && g.file.read === g.file.written;
-  console.log(`\nVIOMMU-BOOTED after ${(run.bootedMs / 1000).toFixed(1)} s, VIOMMU-DONE after ${(run.doneMs / 1000).toFixed(1)} s`);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(`\nVIOMMU-BOOTED after ${(run.bootedMs / 1000).toFixed(1)} s, VIOMMU-DONE after ${(run.doneMs / 1000).toFixed(1)} s (process CPU time ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s)`);
   if (g.file !== undefined) console.log(`9p file (1 MiB) write + read back: ${ok ? 'equal' : 'DIFFERENT'}, ${(g.file.end - g.file.start).toFixed(2)} s of guest time`);
   for (const gr of g.groups) console.log(`IOMMU group ${gr.id}: ${gr.type} ${gr.devices.join(' ')}`);
   if (run.vtd !== undefined) {

@@ -741,8 +741,12 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     for (const h of as.notifiers.handles) {
       const n = h.notifier;
       if (!h.registered || (n.flags & IOMMUNotifierFlag.MAP) !== 0 || (n.flags & IOMMUNotifierFlag.UNMAP) === 0) continue;
+      // Whole 4 KiB pages of its range only (C2: an UNMAP is at least a page; C6: inside the range), as the core's unmapAll.
+      const lo = (n.start + 0xfffn) & ~0xfffn;
+      const hi = ((n.end + 1n) & ~0xfffn) - 1n;
+      if (lo > hi) continue;
       as.safely(() => {
-        for (const c of alignedPow2Chunks(n.start, n.end)) {
+        for (const c of alignedPow2Chunks(lo, hi)) {
           if (!h.registered) break;
           as.notifiers.notifyOne(h, { type: IOMMUNotifierFlag.UNMAP, entry: { iova: c.iova, translatedAddr: 0n, addrMask: c.addrMask, perm: IOMMUAccessFlags.NONE } });
         }

@@ -301,7 +301,8 @@ export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): Leaf
       const addr = entryAddr(pLo, pHi);
       const entryBase = base + i * span;
       if (next === 0) {
-        sink(entryBase, span, Math.floor(addr / 4096), p);
+        // A large leaf (level > 1): the address bits below its size are ignored, as the DMA walk's alignDown does.
+        sink(entryBase, span, Math.floor(alignDown(addr, s) / 4096), p);
         prevEnd = entryBase + span - 1;
       } else if (next === 7) {
         const shift = 13 + onesFrom12(addr);

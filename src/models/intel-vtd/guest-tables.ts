@@ -193,18 +193,25 @@ function slotIndex(iova: number, level: number): number {
  * legacy context at devfn * 16, scalable context at (devfn & 0x7f) * 32
  * (the root's lo half serves devfn 0..127, hi 128..255), PASID directory
  * entry at (pasid >> 6) * 8, PASID entry at (pasid & 0x3f) * 64, paging
- * entry at index * 8. Pages come from a bump allocator from `firstPage`.
+ * entry at index * 8. Pages come from a bump allocator over [`firstPage`,
+ * `end`).
  */
 export class VtdGuestTables {
   private next: number;
 
-  constructor(readonly mem: GuestMemory, firstPage = 0x10_0000) {
+  constructor(readonly mem: GuestMemory, firstPage = 0x10_0000, readonly end = Infinity) {
     this.next = firstPage;
   }
 
-  /** A fresh zeroed 4 KiB page. Throws when it is outside RAM (a test bug). */
+  /** Pages the allocator can still hand out (a fuzzer stops mapping when it runs low). */
+  get pagesLeft(): number {
+    return Math.max(0, Math.floor((this.end - this.next) / 0x1000));
+  }
+
+  /** A fresh zeroed 4 KiB page. Throws past `end` or outside RAM (a test bug). */
   page(): number {
     const p = this.next;
+    if (p + 0x1000 > this.end) throw new Error(`vtd guest tables: no table page left below 0x${this.end.toString(16)}`);
     this.next += 0x1000;
     if (!this.mem.write(p, new Uint8Array(0x1000))) throw new Error(`vtd guest tables: page at 0x${p.toString(16)} is outside RAM`);
     return p;

@@ -478,7 +478,10 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       case CMD.CFGI_CD_ALL:
         if (ssec) return CERROR_ILL;
         // CFGI_CD / CD_ALL act as CFGI_STE (one cached STE+CD per device); no device has a StreamID above 16 bits.
-        if (w1 <= 0xffff) this.configs[w1] = undefined;
+        if (w1 <= 0xffff) {
+          this.configs[w1] = undefined;
+          this.unmapConfigChange(w1, w1);
+        }
         return 0;
       case CMD.CFGI_STE_RANGE: {
         if (ssec) return CERROR_ILL;
@@ -487,6 +490,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
         const start = w1 - (w1 % (mask + 1));
         const end = start + mask;
         for (let sid = Math.max(0, start); sid <= Math.min(end, 0xffff); sid++) this.configs[sid] = undefined;
+        this.unmapConfigChange(start, end);
         return 0;
       }
       case CMD.TLBI_NH_ASID: {
@@ -651,6 +655,19 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       const c = this.quietConfig(as.sid);
       if (c === undefined || affected(c)) as.notifyUnmap();
     }
+  }
+
+  /**
+   * After CFGI_STE/CD (a range of StreamIDs): the guest may have changed the
+   * STE or CD (abort, bypass, another ASID/VMID or table), so every
+   * translation an UNMAP listener of those streams cached from the old
+   * configuration may have ceased to exist (C8: a context entry changed).
+   * The old configuration is not kept (it may not even be cached any more),
+   * so the whole space is unmapped; a TLBI of the old ASID/VMID would not
+   * reach these streams, whose new configuration no longer uses it.
+   */
+  private unmapConfigChange(first: number, last: number): void {
+    for (const as of this.unmapListeners()) if (as.sid >= first && as.sid <= last) as.notifyUnmap();
   }
 
   private unmapEverywhere(): void {

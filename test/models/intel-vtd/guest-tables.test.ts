@@ -110,6 +110,12 @@ describe('VtdGuestTables: entries at the spec offsets', () => {
     expect(u64(mem, 0x10_0008)).toBe(0n);
     expect(t.page()).toBe(0x10_1000);
     expect(() => new VtdGuestTables(mem, 0x1000_0000).page()).toThrow(/outside RAM/);
+    const bounded = new VtdGuestTables(mem, 0x20_0000, 0x20_2000);
+    expect(bounded.pagesLeft).toBe(2);
+    bounded.page();
+    bounded.page();
+    expect(bounded.pagesLeft).toBe(0);
+    expect(() => bounded.page()).toThrow(/no table page left/);
   });
 
   it('maps through one table per level, indexed by iova bits 12 + 9 (L - 1) up (4-level)', () => {
