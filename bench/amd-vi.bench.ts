@@ -6,11 +6,10 @@
  * target is at least half of VT-d's, measured in the same run.
  */
 import { IOMMUAccessFlags } from '../src/core/access';
-import { SparseRam } from '../src/memory/sparse-ram';
 import { createAmdVi } from '../src/models/amd-vi/index';
 import type { AmdVi, AmdViProfile } from '../src/models/amd-vi/index';
 import type { BenchFigure, BenchSuite } from './harness';
-import { gc, opsPerSecond } from './harness';
+import { TableRam, gc, opsPerSecond } from './harness';
 import { translateHit as vtdTranslateHit, translateWalk4 as vtdTranslateWalk4 } from './vtd.bench';
 
 const SID = 0x20;
@@ -20,15 +19,9 @@ const TABLES = 0x10_0000;
 const RAM_SIZE = 2 ** 32;
 
 /** A Mode-4 domain built in RAM (directory entries RW, NextLevel = level - 1), with a bump allocator for tables. */
-class Domain {
-  readonly ram = new SparseRam([{ base: 0n, size: BigInt(RAM_SIZE) }]);
-  private next = TABLES;
-  readonly root = this.alloc();
-
-  alloc(): number {
-    const t = this.next;
-    this.next += 4096;
-    return t;
+class Domain extends TableRam {
+  constructor() {
+    super(RAM_SIZE, TABLES);
   }
 
   /** Writes a v1 entry: PR, NextLevel, address, IR|IW. */

@@ -4,6 +4,8 @@
  * table, or one JSON object with `--json`. Figures are measured, never
  * asserted: speed and memory do not belong in tests.
  */
+import { SparseRam } from '../src/memory/sparse-ram';
+
 export interface BenchFigure {
   /** Stable JSON key (for example `notifyPerSec1`). */
   key: string;
@@ -87,4 +89,26 @@ export function targetSummary(figures: readonly BenchFigure[]): string {
   const parts = [`targets: ${met} met`, missed.length === 0 ? '0 missed' : `${missed.length} MISSED (${missed.join(', ')})`];
   if (unchecked > 0) parts.push(`${unchecked} not checkable from one run`);
   return parts.join(', ');
+}
+
+/**
+ * Guest RAM for a bench's page tables: `size` bytes of SparseRam and a bump
+ * allocator of 4 KiB tables from `tablesFrom` (the first one is `root`).
+ */
+export class TableRam {
+  readonly ram: SparseRam;
+  private next: number;
+  readonly root: number;
+
+  constructor(size: number, tablesFrom: number) {
+    this.ram = new SparseRam([{ base: 0n, size: BigInt(size) }]);
+    this.next = tablesFrom;
+    this.root = this.alloc();
+  }
+
+  alloc(): number {
+    const t = this.next;
+    this.next += 4096;
+    return t;
+  }
 }

@@ -6,11 +6,10 @@
  * Tables are built directly in a SparseRam.
  */
 import { IOMMUAccessFlags } from '../src/core/access';
-import { SparseRam } from '../src/memory/sparse-ram';
 import { createSmmuV3 } from '../src/models/smmuv3/index';
 import type { SmmuV3 } from '../src/models/smmuv3/index';
 import type { BenchFigure, BenchSuite } from './harness';
-import { gc, opsPerSecond } from './harness';
+import { TableRam, gc, opsPerSecond } from './harness';
 import { translateHit, translateWalk4 } from './vtd.bench';
 
 const SID = 0x08;
@@ -21,15 +20,9 @@ const TABLES = 0x10_0000;
 const RAM_SIZE = 2 ** 28;
 
 /** A stage-1 context (T0SZ 16: walks start at level 0) with a bump allocator for tables. */
-class Context {
-  readonly ram = new SparseRam([{ base: 0n, size: BigInt(RAM_SIZE) }]);
-  private next = TABLES;
-  readonly root = this.alloc();
-
-  alloc(): number {
-    const t = this.next;
-    this.next += 4096;
-    return t;
+class Context extends TableRam {
+  constructor() {
+    super(RAM_SIZE, TABLES);
   }
 
   /** Maps 4 KiB page `pfn` to frame `xlatPfn`, RW, AF set (Arm ARM D8.3 descriptors). */
