@@ -62,7 +62,7 @@ if [ -d "$bare/node_modules" ]; then
     [ ! -e "$bare/node_modules/$p" ] || fail "installing viommu pulled in $p"
   done
   (cd "$bare" && node -e '
-    for (const e of ["viommu", "viommu/trace", "viommu/listeners", "viommu/conformance"]) require(e);
+    for (const e of ["viommu", "viommu/trace", "viommu/listeners", "viommu/conformance", "viommu/v86"]) require(e);
     import("viommu").then((m) => { if (typeof m.createIntelVtd !== "function") throw new Error("ESM import: no createIntelVtd"); });
   ') || fail "require/import of the entry points"
   # The bin, on a fixture of the repository.
