@@ -7,6 +7,7 @@
  * errno, so a broken notification sequence shows up as the damage it does on
  * a real host.
  */
+import { X86_MSI_RANGE, hex } from '../core/guest-addr';
 import { EventEmitter } from 'node:events';
 import type { TypedEmitter } from '../core/typed-events';
 import { produce } from 'immer';
@@ -36,7 +37,7 @@ export const VFIO_IOMMU_INFO_CAPS = 2;
 /** Default `dma_entry_limit` module parameter (U16_MAX). */
 export const VFIO_DMA_ENTRY_LIMIT = 65535;
 /** x86 MSI doorbell window, reported by Linux as an IOMMU_RESV_MSI region of every device. */
-export const X86_MSI_WINDOW = { start: 0xfee00000n, last: 0xfeefffffn, type: 'msi' } as const;
+export const X86_MSI_WINDOW = { start: X86_MSI_RANGE.start, last: X86_MSI_RANGE.end, type: 'msi' } as const;
 
 export type VfioOp = 'MAP_DMA' | 'UNMAP_DMA' | 'PIN_PAGES' | 'RESERVE' | 'DEVICE' | 'ATTACH_GROUP';
 
@@ -282,7 +283,6 @@ interface ControlState {
   readonly iovaRanges: readonly VfioIovaRange[];
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const cloneSpan = (s: Span, start: bigint, end: bigint): Span => ({ start, end, addr: s.addr + (start - s.start), prot: s.prot });
 

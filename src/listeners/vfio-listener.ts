@@ -8,6 +8,7 @@
  * whatever state the refusal left, which `check()` then shows as stale or
  * missing host mappings.
  */
+import { U64_MAX } from '../core/guest-addr';
 import { EventEmitter } from 'node:events';
 import type { TypedEmitter } from '../core/typed-events';
 import { IOMMUAccessFlags } from '../core/access';
@@ -23,7 +24,6 @@ import type { Span, SpanDiff } from './intervals';
 import { registerOn } from './source';
 import type { NotifierSource } from './source';
 
-const U64_MAX = (1n << 64n) - 1n;
 
 export interface VfioListenerOptions {
   /** First IOVA of the notifier range (default 0). */

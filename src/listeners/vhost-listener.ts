@@ -9,6 +9,7 @@
  * misses, while a missing one leaves the device using memory the guest
  * took away.
  */
+import { U64_MAX } from '../core/guest-addr';
 import { EventEmitter } from 'node:events';
 import type { TypedEmitter } from '../core/typed-events';
 import { IOMMUAccessFlags } from '../core/access';
@@ -18,7 +19,6 @@ import type { NotifierHandle } from '../core/notifier-list';
 import { registerOn } from './source';
 import type { NotifierSource } from './source';
 
-const U64_MAX = (1n << 64n) - 1n;
 /** Kernel default `max_iotlb_entries` (vhost module parameter). */
 export const VHOST_MAX_IOTLB_ENTRIES = 2048;
 /** How often a miss is retried when an invalidation raced with it. */
