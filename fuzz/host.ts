@@ -35,6 +35,8 @@ export interface FuzzHost {
   tainted: boolean;
   /** Set by the first exception of an epoch: shadows stop checking. */
   shadowsOff: boolean;
+  /** Milliseconds the fuzzer's own checks spent inside guest actions (shadow views); not charged to the model. */
+  overheadMs: number;
   useMemory(mem: CountingMemory): void;
   count(k: string, n?: number): void;
   finding(kind: FindingKind, message: string, stack?: string): void;

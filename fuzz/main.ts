@@ -103,7 +103,8 @@ function runModel(model: FuzzModel, seed: number, ops: number, epochOps: number 
 
 /** The bound of an action kind as a number, or how it is computed when it depends on the action. */
 function describeBound(model: FuzzModel, kind: 'mmio' | 'register'): number | string {
-  if (model === 'smmuv3' && kind === 'mmio') return 'per command consumed (drivers.ts)';
+  if (model === 'smmuv3' && kind === 'mmio') return 'per command consumed (smmu.ts)';
+  if (model === 'virtio-iommu') return kind === 'mmio' ? 'no registers' : 'notifications per mapping (virtio.ts)';
   return workBound(kind, 1, model);
 }
 

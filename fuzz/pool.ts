@@ -86,7 +86,9 @@ export class ListenerPool {
         flags, start, end,
         notify: (ev: IOMMUTLBEvent) => {
           this.onEvent?.();
+          const t0 = performance.now();
           const bad = this.host.shadowsOff || n.off ? undefined : n.view.apply(ev);
+          this.host.overheadMs += performance.now() - t0;
           if (bad) { n.off = true; this.host.finding('violation', `${this.model.kind} sid 0x${sid.toString(16)} notifier flags ${flags}: ${bad}`); }
           // Re-entry: a listener that asks the IOMMU from inside a notification, as vhost does on a miss.
           if (n.reenter && ev.type !== F.MAP) this.model.translate(sid, ev.entry.iova, IOMMUAccessFlags.RO);
@@ -194,4 +196,36 @@ export class ListenerPool {
     this.vfio = [];
     this.vhost = [];
   }
+}
+
+/** What a device-side op needs of a register-based model. */
+export interface DmaModel {
+  translate: IOMMUModel['translate'];
+  dmaRead(sid: number, iova: bigint, len: number): unknown;
+  dmaWrite(sid: number, iova: bigint, data: Uint8Array): unknown;
+}
+
+/**
+ * A device access: translate(), or a DMA read or write of up to 256 bytes,
+ * sometimes 16 KiB, and (hostile) up to 1 MiB, at `iova` (a guest-chosen
+ * IOVA, or anywhere). `readOnly(sid)`: a clean guest never lets that device
+ * write (bypass: the write would land on its own tables). `tag` suffixes
+ * the translation counters (e.g. per SMMUv3 stage).
+ */
+export function deviceAccess(host: FuzzHost, model: DmaModel, sids: readonly number[], iova: () => bigint, readOnly: (sid: number) => boolean, tag = ''): void {
+  const r = host.rng;
+  const sid = r.chance(0.9) ? r.pick(sids) : r.int(0x10000);
+  const at = r.chance(0.8) ? iova() | BigInt(r.int(4096)) : r.u64();
+  const k = r.int(3);
+  if (k === 0) {
+    const access = r.pick([IOMMUAccessFlags.RO, IOMMUAccessFlags.WO, IOMMUAccessFlags.RW]);
+    host.action('dma', `translate(0x${sid.toString(16)}, 0x${at.toString(16)})`, 1, () => {
+      host.count(`${isFault(model.translate(sid, at, access)) ? 'translateFaults' : 'translations'}${tag}`);
+    });
+    return;
+  }
+  const len = host.hostile && r.chance(0.02) ? 1 + r.int(1 << 20) : r.chance(0.1) ? 1 + r.int(16384) : 1 + r.int(256);
+  if (k === 1 || (!host.hostile && readOnly(sid))) host.action('dma', `dmaRead(0x${sid.toString(16)}, 0x${at.toString(16)}, ${len})`, len, () => model.dmaRead(sid, at, len));
+  else host.action('dma', `dmaWrite(0x${sid.toString(16)}, 0x${at.toString(16)}, ${len})`, len, () => model.dmaWrite(sid, at, new Uint8Array(len).fill(0xa5)));
+  host.count('dmas');
 }

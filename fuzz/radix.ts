@@ -7,6 +7,7 @@
  */
 import type { SparseRam } from '../src/index';
 import type { Leaf } from './guest';
+import type { Rng } from './host';
 import type { ShadowEntry } from './shadow';
 
 /** A model's page-table entry encodings. Levels count from 1 (4 KiB leaves); 2 holds 2 MiB leaves. */
@@ -20,6 +21,14 @@ export interface PteFormat {
 }
 
 export const PAGES_2M = 512;
+
+/** IOVA windows of a clean guest, in frames: 16 MiB at 0 and 4 MiB at 1 GiB (clear of the x86 MSI window). */
+const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
+
+export function randomPfn(rng: Rng): number {
+  const w = rng.pick(WINDOWS);
+  return w.base + rng.int(w.pages);
+}
 
 export const leafEntry = (l: Leaf): ShadowEntry => ({ s: BigInt(l.pfn) << 12n, e: (BigInt(l.pfn + l.pages) << 12n) - 1n, xl: BigInt(l.xlPfn) << 12n, perm: l.perm });
 
@@ -95,6 +104,38 @@ export class RadixTables {
     mine.set(pfn, { pfn, pages, xlPfn, perm });
     this.markDirty(key, pfn - (pfn % PAGES_2M), pfn - (pfn % PAGES_2M) + PAGES_2M - 1);
     return true;
+  }
+
+  /**
+   * A clean guest's map: a 4 KiB or (15%) 2 MiB leaf of key 1..3 in a
+   * window, to a data page at frame `dataPfn` onwards, with a perm from
+   * `perms`; false when the table area is used up.
+   */
+  randomMap(rng: Rng, dataPfn: number, perms: readonly number[]): boolean {
+    if (!this.tableSpaceLeft) return false;
+    const key = 1 + rng.int(3);
+    const big = rng.chance(0.15);
+    let pfn = randomPfn(rng);
+    if (big) pfn -= pfn % PAGES_2M;
+    const xl = dataPfn + (big ? PAGES_2M * rng.int(24) : rng.int(0x3000));
+    return this.map(key, pfn, big ? PAGES_2M : 1, xl, rng.pick(perms));
+  }
+
+  /** A clean guest's unmap of one leaf of key 1..3; false when it has none. */
+  randomUnmap(rng: Rng): boolean {
+    const key = 1 + rng.int(3);
+    const mine = this.leaves.get(key);
+    if (!mine || mine.size === 0) return false;
+    this.unmap(key, rng.pick([...mine.values()]));
+    return true;
+  }
+
+  /** A hostile table: every slot `entry` (90%) or `other()`; `entry` pointing at the table itself or another makes loops and aliasing. */
+  alias(table: number, entry: bigint, rng: Rng, other: () => bigint): void {
+    const page = new Uint8Array(4096);
+    const dv = new DataView(page.buffer);
+    for (let i = 0; i < 512; i++) dv.setBigUint64(i * 8, rng.chance(0.9) ? entry : other(), true);
+    this.ram.write(table, page);
   }
 
   /** Clears the slot of the leaf starting at `pfn`. */

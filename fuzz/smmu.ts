@@ -21,12 +21,12 @@
  * with any split, queues of any size with PROD past it, random commands,
  * command floods, random registers with either access size.
  */
-import { IOMMUAccessFlags, IOMMUNotifierFlag as F, SMMU_CMD as CMD, SMMU_EVT, SparseRam, U64_MAX, createSmmuV3, isFault } from '../src/index';
+import { IOMMUNotifierFlag as F, SMMU_CMD as CMD, SMMU_EVT, SparseRam, U64_MAX, createSmmuV3 } from '../src/index';
 import type { SmmuStage, SmmuV3 } from '../src/index';
 import { CountingMemory } from './host';
 import type { FuzzHost, ModelDriver } from './host';
-import { ListenerPool } from './pool';
-import { RadixTables, leafEntry } from './radix';
+import { ListenerPool, deviceAccess } from './pool';
+import { RadixTables, leafEntry, randomPfn } from './radix';
 import type { PteFormat } from './radix';
 
 const RAM_SIZE = 64 << 20;
@@ -54,7 +54,6 @@ const OA = 0x0000_ffff_ffff_f000n;
 const SIDS = [0x10, 0x18, 0x20, 0x28] as const;
 /** StreamID -> ASID (stage 1) or VMID (stage 2): 0x10 and 0x18 share one. */
 const KEY_OF: Record<number, number> = { 0x10: 1, 0x18: 1, 0x20: 2, 0x28: 3 };
-const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
 /** The most pieces one range TLBI becomes (model: at most ~128 aligned blocks), and one walk's reads (nested: 4 S1 levels each through a 4-level S2, plus the S2 of the output). */
 const PIECES_PER_TLBI = 130;
 const READS_PER_WALK = 4 * 5 + 4 + 4;
@@ -189,30 +188,15 @@ export class SmmuDriver implements ModelDriver {
 
   end(): void { this.pool.end(); }
 
-  private randomPfn(): number {
-    const w = this.host.rng.pick(WINDOWS);
-    return w.base + this.host.rng.int(w.pages);
-  }
+  private randomPfn(): number { return randomPfn(this.host.rng); }
 
   private mapOp(): void {
-    const r = this.host.rng;
-    if (!this.tables.tableSpaceLeft) { this.host.count('tableSpaceFull'); return; }
-    const key = 1 + r.int(3);
-    const big = r.chance(0.15);
-    let pfn = this.randomPfn();
-    if (big) pfn -= pfn % 512;
-    const xl = (DATA >> 12) + (big ? 512 * r.int(24) : r.int(0x3000));
-    // Stage 1 has no write-only permission (AP: RW or RO).
-    this.tables.map(key, pfn, big ? 512 : 1, xl, this.stage === '2' ? 1 + r.int(3) : r.pick([1, 3]));
-    this.host.count('maps');
+    // SMMUv3 stage 1 has no write-only permission (AP: RW or RO).
+    this.host.count(this.tables.randomMap(this.host.rng, DATA >> 12, this.stage === '2' ? [1, 2, 3] : [1, 3]) ? 'maps' : 'tableSpaceFull');
   }
 
   private unmapOp(): void {
-    const key = 1 + this.host.rng.int(3);
-    const mine = this.tables.leaves.get(key);
-    if (!mine || mine.size === 0) return;
-    this.tables.unmap(key, this.host.rng.pick([...mine.values()]));
-    this.host.count('unmaps');
+    if (this.tables.randomUnmap(this.host.rng)) this.host.count('unmaps');
   }
 
   /** The VMID of key `key`'s streams (nested: all 1). */
@@ -317,22 +301,7 @@ export class SmmuDriver implements ModelDriver {
   }
 
   private dmaOp(): void {
-    const r = this.host.rng;
-    const sid = r.chance(0.9) ? r.pick(SIDS) : r.int(0x10000);
-    const iova = r.chance(0.8) ? (BigInt(this.randomPfn()) << 12n) | BigInt(r.int(4096)) : r.u64();
-    const k = r.int(3);
-    if (k === 0) {
-      const access = r.pick([IOMMUAccessFlags.RO, IOMMUAccessFlags.WO, IOMMUAccessFlags.RW]);
-      this.host.action('dma', `translate(0x${sid.toString(16)}, 0x${iova.toString(16)})`, 1, () => {
-        this.host.count(isFault(this.smmu.translate(sid, iova, access)) ? 'translateFaults' : 'translations');
-      });
-      return;
-    }
-    const len = this.host.hostile && r.chance(0.02) ? 1 + r.int(1 << 20) : r.chance(0.1) ? 1 + r.int(16384) : 1 + r.int(256);
-    // A clean guest never lets a device write through a bypassed stream (it would land on its own tables).
-    if (k === 1 || (!this.host.hostile && this.ste.get(sid) === 'bypass')) this.host.action('dma', `dmaRead(0x${sid.toString(16)}, 0x${iova.toString(16)}, ${len})`, len, () => this.smmu.dmaRead(sid, iova, len));
-    else this.host.action('dma', `dmaWrite(0x${sid.toString(16)}, 0x${iova.toString(16)}, ${len})`, len, () => this.smmu.dmaWrite(sid, iova, new Uint8Array(len).fill(0xa5)));
-    this.host.count('dmas');
+    deviceAccess(this.host, this.smmu, SIDS, () => BigInt(this.randomPfn()) << 12n, (sid) => this.ste.get(sid) === 'bypass', `.${this.host.hostile ? 'hostile' : 'clean'}.s${this.stage}`);
   }
 
   // ------------------------------------------------------------------ hostile
@@ -357,13 +326,9 @@ export class SmmuDriver implements ModelDriver {
     const tables = this.tables.tables.length ? this.tables.tables : [TABLES];
     switch (r.int(12)) {
       case 0: case 1: this.ram.writeU64(r.pick(tables) + r.int(512) * 8, this.hostileDesc()); break;
-      case 2: { // aliasing / loops: a whole table pointing at one table
+      case 2: { // aliasing / loops: a whole table pointing at one table (itself half the time)
         const t = r.pick(tables);
-        const v = BigInt(r.chance(0.5) ? t : r.pick(tables)) | 3n;
-        const page = new Uint8Array(4096);
-        const dv = new DataView(page.buffer);
-        for (let i = 0; i < 512; i++) dv.setBigUint64(i * 8, r.chance(0.9) ? v : this.hostileDesc(), true);
-        this.ram.write(t, page);
+        this.tables.alias(t, BigInt(r.chance(0.5) ? t : r.pick(tables)) | 3n, r, () => this.hostileDesc());
         this.host.count('aliasedTables');
         break;
       }
