@@ -87,6 +87,7 @@ export class AmdDriver implements ModelDriver {
     const profile = r.chance(0.7) ? 'spec' : 'qemu-7.2';
     this.iommu = createAmdVi({ profile, npCache: this.npCache }, this.mem, FUZZ_LIMITS);
     host.useMemory(this.mem);
+    host.instrument?.(this.iommu);
     this.iommu.setMsi(0xfee0_0000n, 0x40);
     this.iommu.events.on('syncIncomplete', () => { host.count(host.hostile ? 'syncIncomplete' : 'syncIncompleteClean'); host.tainted = true; });
     this.iommu.events.on('guestError', () => host.count('guestErrors'));

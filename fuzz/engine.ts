@@ -41,7 +41,7 @@
 import {
   ContractViolation, IOMMUAccessFlags, IOMMUNotifierFlag as F, NotifierList, SparseRam, U64_MAX, createIntelVtd, isFault,
 } from '../src/index';
-import type { IntelVtd, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
+import type { IntelVtd, IOMMUModel, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
 import { VfioContainer, VfioListener, VhostListener } from '../src/listeners/index';
 import { CTX, DATA, IQ, QIE, RAM_SIZE, REG, ROOT, SRTP, STATUS, TABLES, TE, VtdGuest } from './guest';
 import type { Leaf } from './guest';
@@ -100,6 +100,8 @@ export interface FuzzOptions {
   epochOps?: number;
   /** The epoch cycle (default: clean, hostile, clean, list-repair, hostile, list-strict). */
   epochs?: readonly EpochKind[];
+  /** Called with each model a virtio-iommu/SMMUv3/AMD-Vi driver creates, before the guest's set-up (a test seam). */
+  instrument?: (model: IOMMUModel) => void;
   /** Called every `progressEvery` ops (main.ts samples the heap there). */
   onProgress?: (opsDone: number) => void;
   progressEvery?: number;
@@ -171,8 +173,11 @@ export class FuzzEngine implements FuzzHost {
   private list!: NotifierList;
   private listLeaves: Leaf[] = [];
 
-  constructor(readonly seed: number) {
+  readonly instrument: ((model: IOMMUModel) => void) | undefined;
+
+  constructor(readonly seed: number, instrument?: (model: IOMMUModel) => void) {
     this.rng = new Rng(seed);
+    this.instrument = instrument;
   }
 
   count(k: string, n = 1): void { this.stats[k] = (this.stats[k] ?? 0) + n; }
@@ -776,5 +781,5 @@ export class FuzzEngine implements FuzzHost {
 
 /** Runs a campaign: `ops` guest actions from `seed`. */
 export function runFuzz(opts: FuzzOptions): FuzzResult {
-  return new FuzzEngine(opts.seed).run(opts);
+  return new FuzzEngine(opts.seed, opts.instrument).run(opts);
 }

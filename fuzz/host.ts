@@ -4,7 +4,7 @@
  * guest action against its work bound. Kept apart from engine.ts so that the
  * drivers and the engine do not import each other at load time.
  */
-import type { GuestMemory } from '../src/index';
+import type { GuestMemory, IOMMUModel } from '../src/index';
 
 /** Work limits the fuzzer gives the models that take them (VT-d, AMD-Vi: third argument): small, so hostile tables cost little. */
 export const FUZZ_LIMITS = { syncWalkBudget: 1 << 16, syncLeafBudget: 1 << 13 };
@@ -38,6 +38,8 @@ export interface FuzzHost {
   /** Milliseconds the fuzzer's own checks spent inside guest actions (shadow views); not charged to the model. */
   overheadMs: number;
   useMemory(mem: CountingMemory): void;
+  /** Called with each model a driver creates (tests plant bugs through it to show the checks catch them). */
+  readonly instrument: ((model: IOMMUModel) => void) | undefined;
   count(k: string, n?: number): void;
   finding(kind: FindingKind, message: string, stack?: string): void;
   thrown(where: string, e: unknown): void;

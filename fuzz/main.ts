@@ -47,7 +47,12 @@ function main(): number {
     return 2;
   }
   let findings = 0;
-  for (const model of models) findings += runModel(model, seed, ops, epochOps, epochs, values.json);
+  for (const model of models) {
+    // --epochs picks among the model's own epochs (with --model all, each model runs those that are its own).
+    const own = epochs?.filter((k) => MODEL_EPOCHS[model].includes(k));
+    if (own && own.length === 0) continue;
+    findings += runModel(model, seed, ops, epochOps, own, values.json);
+  }
   return findings ? 1 : 0;
 }
 

@@ -91,6 +91,7 @@ export class SmmuDriver implements ModelDriver {
     this.stage = r.pick(['1', '1', '2', 'nested'] as const);
     this.smmu = createSmmuV3({ stage: this.stage }, this.mem);
     host.useMemory(this.mem);
+    host.instrument?.(this.smmu);
     this.smmu.events.on('guestError', () => host.count('guestErrors'));
     this.smmu.events.on('fault', () => host.count('faults'));
     this.smmu.events.on('syncIncomplete', () => { host.count('syncIncomplete'); host.tainted = true; });

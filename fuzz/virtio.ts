@@ -80,6 +80,7 @@ export class VirtioDriver implements ModelDriver {
       ...(r.chance(0.3) ? { domainRange: { start: 1, end: 8 } } : {}),
     }, this.mem);
     host.useMemory(this.mem);
+    host.instrument?.(this.dev);
     this.dev.events.on('guestError', () => host.count('guestErrors'));
     this.dev.events.on('fault', () => host.count('faults'));
     // DEVIOTLB_UNMAP is refused (C1: no device IOTLB); MAP-only and UNMAP-only listeners are served.
