@@ -32,4 +32,20 @@ describe('SimHostDomain (a host IOMMU page table)', () => {
     expect((err as HostDomainError).errno).toBe('EEXIST');
     expect(d.mappings()).toEqual([{ iova: 0x3000n, size: K4, paddr: 0n, prot: 3 }]);
   });
+
+  test('a huge map over a sparse table checks overlap by the table, not frame by frame (hostile 2^46-byte leaf)', () => {
+    const d = new SimHostDomain();
+    const G1 = 1n << 30n;
+    d.map(5n * G1 + 7n * K4, 0x9000_0000n, K4, 1); // one 4 KiB page deep inside the huge range
+    let err: unknown;
+    try { d.map(0n, 0n, 1n << 46n, 3); } catch (e) { err = e; }
+    expect((err as HostDomainError).errno).toBe('EEXIST');
+    expect((err as Error).message).toContain((5n * G1 + 7n * K4).toString(16));
+    expect(d.mappings()).toHaveLength(1);
+    // Without the overlap the same map succeeds, in 1 GiB pages: 2^16 of them, not 2^34 frames.
+    d.unmap(5n * G1 + 7n * K4, K4);
+    d.map(0n, 0n, 1n << 46n, 3);
+    expect(d.mappings()).toHaveLength(1 << 16);
+    expect(d.translate((1n << 46n) - 8n)).toEqual({ paddr: (1n << 46n) - 8n, prot: 3 });
+  });
 });
