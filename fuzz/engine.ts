@@ -41,12 +41,12 @@
 import {
   ContractViolation, IOMMUAccessFlags, IOMMUNotifierFlag as F, NotifierList, SparseRam, U64_MAX, createIntelVtd, isFault,
 } from '../src/index';
-import type { IntelVtd, IOMMUModel, IOMMUTLBEvent, LeafWalker, NotifierHandle } from '../src/index';
+import type { IntelVtd, IOMMUModel, IOMMUTLBEvent, LeafWalker } from '../src/index';
 import { VfioContainer, VfioListener, VhostListener } from '../src/listeners/index';
 import { CTX, DATA, IQ, QIE, RAM_SIZE, REG, ROOT, SRTP, STATUS, TABLES, TE, VtdGuest } from './guest';
 import type { Leaf } from './guest';
-import { ShadowView, diffRuns, mergeRuns } from './shadow';
-import type { ShadowEntry } from './shadow';
+import { ShadowView, diffRuns, dropRaw, mergeRuns } from './shadow';
+import type { RawNotifier, ShadowEntry } from './shadow';
 import { CountingMemory, FUZZ_LIMITS, Rng } from './host';
 import type { ActionKind, FindingKind, FuzzHost, FuzzModel, ModelDriver, ModelEpochKind } from './host';
 import { modelOfEpoch, modelWorkBound, startDriver } from './drivers';
@@ -124,7 +124,6 @@ const DOMAIN_OF: Record<number, number> = { 0x10: 1, 0x18: 1, 0x20: 2, 0x28: 3 }
 const WINDOWS = [{ base: 0, pages: 4096 }, { base: 0x40000, pages: 1024 }];
 
 /** A raw fuzz notifier; `off` once its shadow saw a violation (the shadow then no longer follows the list). */
-interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
 
 export type EpochKind = 'vtd-clean' | 'vtd-hostile' | 'list-strict' | 'list-repair' | ModelEpochKind;
 export const EPOCH_KINDS: readonly EpochKind[] = ['vtd-clean', 'vtd-hostile', 'vtd-clean', 'list-repair', 'vtd-hostile', 'list-strict'];
@@ -458,10 +457,7 @@ export class FuzzEngine implements FuzzHost {
     const live = this.raw.filter((n) => n.handle);
     if (live.length > 0 && r.chance(0.35)) {
       const n = r.pick(live);
-      n.handle!.dispose();
-      n.view.removed = true;
-      n.handle = undefined;
-      this.raw = this.raw.filter((x) => x !== n);
+      this.raw = dropRaw(this.raw, n);
       return;
     }
     const k = r.int(10);
@@ -707,10 +703,7 @@ export class FuzzEngine implements FuzzHost {
     if (roll < 8 || live.length === 0) {
       if (live.length > 0 && (r.chance(0.4) || live.length >= 6)) {
         const n = r.pick(live);
-        n.handle!.dispose();
-        n.view.removed = true;
-        n.handle = undefined;
-        this.raw = this.raw.filter((x) => x !== n);
+        this.raw = dropRaw(this.raw, n);
         return;
       }
       const flags = r.pick([F.ALL, F.ALL, F.UNMAP, F.MAP, F.DEVIOTLB_UNMAP, F.ALL | F.DEVIOTLB_UNMAP, 0]);

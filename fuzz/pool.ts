@@ -7,13 +7,12 @@
  * guest's own record says (C8, C9), and vhost caches against that record.
  */
 import { IOMMUAccessFlags, IOMMUNotifierFlag as F, U64_MAX, isFault } from '../src/index';
-import type { IOMMUModel, IOMMUTLBEvent, NotifierHandle } from '../src/index';
+import type { IOMMUModel, IOMMUTLBEvent } from '../src/index';
 import { VfioContainer, VfioListener, VhostListener } from '../src/listeners/index';
 import type { FuzzHost } from './host';
-import { ShadowView, diffRuns, mergeRuns } from './shadow';
-import type { ShadowEntry } from './shadow';
+import { ShadowView, diffRuns, dropRaw, mergeRuns } from './shadow';
+import type { RawNotifier, ShadowEntry } from './shadow';
 
-interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
 
 /** The guest's idea of one translation: [s, e] -> xl with perm (`anyPerm`: the model answers the access asked, e.g. bypass). */
 export type Expect = ShadowEntry & { anyPerm?: boolean };
@@ -69,10 +68,7 @@ export class ListenerPool {
     const live = this.raw.filter((n) => n.handle);
     if (live.length > 0 && r.chance(0.3)) {
       const n = r.pick(live);
-      n.handle!.dispose();
-      n.view.removed = true;
-      n.handle = undefined;
-      this.raw = this.raw.filter((x) => x !== n);
+      this.raw = dropRaw(this.raw, n);
       return;
     }
     const k = r.int(10);

@@ -8,7 +8,7 @@
  * thousand entries.
  */
 import { IOMMUNotifierFlag as F } from '../src/index';
-import type { IOMMUTLBEvent } from '../src/index';
+import type { IOMMUTLBEvent, NotifierHandle } from '../src/index';
 
 /** One entry of a view: [s, e] inclusive, translated to `xl`. */
 export interface ShadowEntry { s: bigint; e: bigint; xl: bigint; perm: number }
@@ -110,4 +110,15 @@ export function diffRuns(got: Run[], want: Run[]): string | undefined {
     if (!g || !w || g.s !== w.s || g.e !== w.e || g.xl !== w.xl || g.perm !== w.perm) return `view has ${show(g)} where the tables have ${show(w)}`;
   }
   return undefined;
+}
+
+/** A bare notifier the fuzzer registered, with its shadow view. */
+export interface RawNotifier { view: ShadowView; handle?: NotifierHandle; sid: number; reenter: boolean; off?: boolean }
+
+/** Unregisters `n` (its shadow stops taking events) and returns `raw` without it. */
+export function dropRaw(raw: RawNotifier[], n: RawNotifier): RawNotifier[] {
+  n.handle!.dispose();
+  n.view.removed = true;
+  n.handle = undefined;
+  return raw.filter((x) => x !== n);
 }

@@ -159,7 +159,7 @@ describe('trace reader', () => {
   });
 
   test('a missing file is an error', async () => {
-    await expect(readTraceAll('/nonexistent/trace.jsonl')).rejects.toThrow(/ENOENT/);
+    await expect(readTraceAll(join(mkdtempSync(join(tmpdir(), 'viommu-reader-')), 'absent.jsonl'))).rejects.toThrow(/ENOENT/);
   });
 
   test('CRLF line ends and a missing final newline are accepted', async () => {
