@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { IOMMUAccessFlags } from '../../core/access';
-import { AddressSpaceRegistry } from '../../core/address-spaces';
+import { AddressSpaceRegistry, identityEntry } from '../../core/address-spaces';
 import type { AddressSpaceOwner, ModelAddressSpace } from '../../core/address-spaces';
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUFault, IOMMUModelEvents, MmioIOMMUModel, TranslateResult } from '../../core/model';
@@ -517,11 +517,11 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   translate(sid: number, iova: bigint, access: IOMMUAccessFlags, _pasid?: number): TranslateResult {
     // QEMU amdvi_translate: IOMMU off -> untranslated; the interrupt window is never translated
     // (write-only identity). The spec profile keeps both: interrupts are not DMA here.
-    if (!this.iommuEn) return identity(iova, IOMMUAccessFlags.RW);
+    if (!this.iommuEn) return identityEntry(iova, IOMMUAccessFlags.RW);
     IOVA_U64[0] = iova;
     const lo = IOVA_U32[LO]!;
     const hi = IOVA_U32[HI]!;
-    if (hi === 0 && lo >= INT_WINDOW_FIRST && lo <= INT_WINDOW_LAST) return identity(iova, IOMMUAccessFlags.WO);
+    if (hi === 0 && lo >= INT_WINDOW_FIRST && lo <= INT_WINDOW_LAST) return identityEntry(iova, IOMMUAccessFlags.WO);
     return this.q72 ? this.translateQemu72(sid & 0xffff, iova, lo, hi, access) : this.translateSpec(sid & 0xffff, iova, lo, hi, access);
   }
 
@@ -536,7 +536,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const dte = this.readDte(this.devtab + sid * 32);
     if (dte === undefined) return this.fault(EVENT.DEV_TAB_HARDWARE_ERROR, false, sid, iova, access);
     if (dte.reserved) return this.fault(EVENT.ILLEGAL_DEV_TABLE_ENTRY, false, sid, iova, access);
-    if (!dte.v) return identity(iova, IOMMUAccessFlags.RW); // not cached
+    if (!dte.v) return identityEntry(iova, IOMMUAccessFlags.RW); // not cached
     if (!dte.tv || dte.mode === 0) {
       if (dte.perm === 0) return this.fault(0, false, sid, iova, access);
       const pfn = hi * 0x10_0000 + (lo >>> 12);
@@ -572,13 +572,13 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       }
       this.dteCache[sid] = dte;
     }
-    if (!dte.v) return identity(iova, IOMMUAccessFlags.RW); // V=0: the other fields are ignored
+    if (!dte.v) return identityEntry(iova, IOMMUAccessFlags.RW); // V=0: the other fields are ignored
     if (dte.reserved || dte.mode === 7) return this.dteFault(EVENT.ILLEGAL_DEV_TABLE_ENTRY, dte, sid, iova, access, rw | EVF.RZ);
-    if (this.exclusionOn && this.excluded(dte, iova)) return identity(iova, IOMMUAccessFlags.RW);
+    if (this.exclusionOn && this.excluded(dte, iova)) return identityEntry(iova, IOMMUAccessFlags.RW);
     if (!dte.tv || dte.mode === 0) {
       // Untranslated; IR/IW still apply (TV=0: the spec leaves them in force, QEMU 7.2 agrees).
       if ((dte.perm & access) !== access) return this.dteFault(EVENT.IO_PAGE_FAULT, dte, sid, iova, access, rw | EVF.PR | EVF.PE);
-      return identity(iova, dte.perm as IOMMUAccessFlags);
+      return identityEntry(iova, dte.perm as IOMMUAccessFlags);
     }
     const pfn = hi * 0x10_0000 + (lo >>> 12);
     const hit = this.iotlb.lookup(sid, pfn);
@@ -781,12 +781,6 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
       for (const as of this.spaces.spaces()) as.notifyUnmap();
     });
   }
-}
-
-/** An untranslated 4 KiB translation of `iova`. */
-function identity(iova: bigint, perm: IOMMUAccessFlags): IOMMUTLBEntry {
-  const base = iova & ~0xfffn;
-  return { iova: base, translatedAddr: base, addrMask: 0xfffn, perm };
 }
 
 /**

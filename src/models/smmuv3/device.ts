@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { IOMMUAccessFlags } from '../../core/access';
-import { AddressSpaceRegistry } from '../../core/address-spaces';
+import { AddressSpaceRegistry, identityEntry } from '../../core/address-spaces';
 import type { AddressSpaceOwner, ModelAddressSpace } from '../../core/address-spaces';
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUFault, IOMMUModelEvents, MmioIOMMUModel, TranslateResult } from '../../core/model';
@@ -103,7 +103,6 @@ interface Queue {
 const TWO48n = 1n << 48n;
 const TWO53n = 1n << 53n;
 const U64 = (1n << 64n) - 1n;
-const PAGE_MASK = 0xfffn;
 const DISABLED_TT: S1Table = Object.freeze({ disabled: true, tsz: 0, granule: 0, ttb: 0, had: false, start: 4, root: 0, limit: 0 });
 
 /** Failure of a configuration fetch: the event to record. */
@@ -907,7 +906,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
     if ((this.cr0 & CR0_SMMUEN) === 0) {
       // GBPA: QEMU 7.2 has none (bypass); 8.1+ aborts with GBPA.ABORT, recording nothing.
       if (this.gbpa & GBPA_ABORT) return this.fault(sid, a, access, 0, false);
-      return identity(a, access);
+      return identityEntry(a, access || IOMMUAccessFlags.RW); // bypass: the permission asked for (QEMU)
     }
     if (!Number.isInteger(sid) || sid < 0 || sid > 0xffff) {
       this.guestError(`translate for StreamID ${sid}, not a 16-bit StreamID`);
@@ -918,7 +917,7 @@ export class SmmuV3Device implements MmioIOMMUModel, AddressSpaceOwner {
       return this.fail(sid, a, access, { type: c.type, sid, addr: c.addr, addr2: c.addr2, rnw: (access & 1) === 1, s2: c.s2, cls: c.cls });
     }
     if (c.aborted) return this.fault(sid, a, access, 0, false); // no event on abort
-    if (c.bypassed) return identity(a, access);
+    if (c.bypassed) return identityEntry(a, access || IOMMUAccessFlags.RW);
     let bucket: number;
     let g: number;
     let start: number;
@@ -1161,12 +1160,6 @@ function bitsAbove(iova: bigint, tsz: number, tbi: number): bigint {
   const n = tsz - tbi * 8;
   if (n <= 0) return 0n;
   return (iova >> BigInt(64 - tsz)) & ((1n << BigInt(n)) - 1n);
-}
-
-/** Bypass / SMMU disabled: iova = gpa, one page, the permission asked for (QEMU). */
-function identity(iova: bigint, access: number): IOMMUTLBEntry {
-  const page = iova & ~PAGE_MASK;
-  return { iova: page, translatedAddr: page, addrMask: PAGE_MASK, perm: (access || IOMMUAccessFlags.RW) as IOMMUAccessFlags };
 }
 
 const lo32 = (v: bigint): number => Number(v & 0xffff_ffffn);
