@@ -7,15 +7,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { IOMMUAccessFlags } from '../../core/access';
-import { AddressSpaceRegistry, identityEntry } from '../../core/address-spaces';
+import { AddressSpaceRegistry, GuestActions, identityEntry } from '../../core/address-spaces';
 import type { AddressSpaceOwner, ModelAddressSpace } from '../../core/address-spaces';
 import type { LeafWalker } from '../../core/leaf';
 import type { IOMMUFault, IOMMUModelEvents, MmioIOMMUModel, TranslateResult } from '../../core/model';
-import { alignedPow2Chunks } from '../../core/pow2';
 import { U64_MAX, hex } from '../../core/guest-addr';
 import { IOMMUNotifierFlag } from '../../core/tlb-entry';
 import type { IOMMUTLBEntry } from '../../core/tlb-entry';
 import type { TypedEmitter } from '../../core/typed-events';
+import { WalkSession, budgetOption } from '../../core/walk-budget';
 import { dmaRead, dmaWrite } from '../../memory/dma';
 import type { DmaReadResult, DmaResult } from '../../memory/dma';
 import type { GuestMemory } from '../../memory/guest-memory';
@@ -28,14 +28,17 @@ import {
 } from './regs';
 import { DteDecoder, commandReserved, decodeCommand, encodeEvent } from './structures';
 import type { Command, Dte } from './structures';
-import { QEMU_WALK_STEP_LIMIT, WalkBudget, newWalkResult, pageWordsOf, syncWalker, walkQemu72, walkSpec } from './walk';
+import { QEMU_WALK_STEP_LIMIT, newWalkResult, pageWordsOf, syncWalker, walkQemu72, walkSpec } from './walk';
 
 /** Default work bound of the notifier syncs of one guest action (page-table entries read). */
 export const AMDVI_SYNC_WALK_BUDGET = 2 ** 24;
 
 /** Work bounds of the model. */
 export interface AmdViLimits {
-  /** Page-table entries the notifier syncs of one guest action may read; past it the syncs stop and `syncIncomplete` is raised. */
+  /**
+   * Page-table entries the notifier syncs of one guest action may read (a number >= 0, Infinity allowed; else a
+   * RangeError); past it the syncs stop, the listeners' views stay as they were and `syncIncomplete` is raised.
+   */
   syncWalkBudget?: number;
 }
 
@@ -92,7 +95,13 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   private readonly dteDecoder = new DteDecoder();
   private readonly walkOut = newWalkResult();
   private readonly pw: PageWordsSource | undefined;
-  private readonly budget: WalkBudget;
+  /**
+   * Guest actions (an MMIO write with every command it runs, a notifier
+   * registration with its replay), each under one work bound shared by all
+   * its sync walks, and the error boundary that reports a sync cut by it
+   * (`syncIncomplete` once per device and action: GuestActions).
+   */
+  private readonly actions: GuestActions;
   private readonly eventBuf = new Uint8Array(16);
   private readonly cmdBuf = new Uint8Array(16);
   private msiAddr: bigint | undefined;
@@ -113,17 +122,16 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   private cmdHead = 0;
   private cmdTail = 0;
 
-  /** Sids already reported by `syncIncomplete` in this guest action. */
-  private readonly incomplete = new Set<number>();
-  private inAction = false;
-
   constructor(readonly config: Readonly<AmdViConfig>, private readonly mem: GuestMemory, limits: AmdViLimits = {}) {
     this.q72 = config.profile === 'qemu-7.2';
     this.pw = pageWordsOf(mem);
     this.msiAddr = config.msiAddr;
     this.msiData = config.msiData;
-    this.budget = new WalkBudget(limits.syncWalkBudget ?? AMDVI_SYNC_WALK_BUDGET);
-    this.spaces = new AddressSpaceRegistry(this, 'amd-vi');
+    this.actions = new GuestActions(
+      new WalkSession(budgetOption('amd-vi', 'syncWalkBudget', limits.syncWalkBudget, AMDVI_SYNC_WALK_BUDGET)),
+      this.events, 'amd-vi',
+    );
+    this.spaces = new AddressSpaceRegistry(this, 'amd-vi', { actions: this.actions });
     // QEMU 7.2 sets NpCache in AMDVI_CAPAB_FEATURES although it serves no MAP notifier.
     this.capabilityHeader = (CAP_HEADER_BASE | (this.q72 || config.npCache ? CAP_NPCACHE : 0)) >>> 0;
     this.resetRegisters();
@@ -171,7 +179,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
   mmioWrite(offset: number, size: 4 | 8, value: bigint): void {
     if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_SIZE) return;
     const reg = offset & ~7;
-    this.action(() => {
+    this.actions.run(() => {
       if (this.q72) this.writeQemu72(reg, offset, size, value);
       else this.writeSpec(reg, offset, size, value);
     });
@@ -681,41 +689,13 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     return dte === undefined ? undefined : this.walkerFor(as.sid, dte);
   }
 
-  /** A bounded walker over `dte`'s tables, sharing the action's budget; reports an abandoned sync once per action. */
+  /** A walker over `dte`'s tables charging the current guest action's work bound (WalkLimitError past it). */
   private walkerFor(sid: number, dte: Dte): LeafWalker {
-    if (!this.inAction) {
-      // A registration outside a guest action: its own budget and report.
-      this.budget.reset();
-      this.incomplete.clear();
-    }
-    const inner = syncWalker(this.mem, dte, this.budget);
-    return (first, last, sink) => {
-      inner(first, last, sink);
-      if (this.budget.exhausted && !this.incomplete.has(sid)) {
-        this.incomplete.add(sid);
-        this.events.emit('syncIncomplete', sid, `amd-vi: the page walk of DeviceID ${hex(sid)} read more than ${this.budget.limit} entries in one guest action (looping or aliased tables?)`);
-      }
-    };
+    return syncWalker(this.mem, dte, this.actions.session, `AMD-Vi page walk of DeviceID ${hex(sid)}`);
   }
 
   notificationError(_as: ModelAddressSpace, message: string): void {
     this.events.emit('guestError', message);
-  }
-
-  /** Runs one guest action with a fresh sync budget. */
-  private action(step: () => void): void {
-    if (this.inAction) {
-      step();
-      return;
-    }
-    this.inAction = true;
-    this.budget.reset();
-    this.incomplete.clear();
-    try {
-      step();
-    } finally {
-      this.inAction = false;
-    }
   }
 
   /** C9 after INVALIDATE_IOMMU_PAGES: every space whose DTE is in `domid` syncs [start, end]. */
@@ -728,8 +708,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
         continue;
       }
       if (dte.domid !== domid) continue;
-      const walk = this.walkerFor(as.sid, dte);
-      as.safely(() => as.notifiers.sync(start, end, walk));
+      as.sync(start, end, this.walkerFor(as.sid, dte));
     }
   }
 
@@ -738,20 +717,8 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
     const as = this.spaces.peek(devid);
     if (as === undefined || !as.listened) return;
     as.resync();
-    for (const h of as.notifiers.handles) {
-      const n = h.notifier;
-      if (!h.registered || (n.flags & IOMMUNotifierFlag.MAP) !== 0 || (n.flags & IOMMUNotifierFlag.UNMAP) === 0) continue;
-      // Whole 4 KiB pages of its range only (C2: an UNMAP is at least a page; C6: inside the range), as the core's unmapAll.
-      const lo = (n.start + 0xfffn) & ~0xfffn;
-      const hi = ((n.end + 1n) & ~0xfffn) - 1n;
-      if (lo > hi) continue;
-      as.safely(() => {
-        for (const c of alignedPow2Chunks(lo, hi)) {
-          if (!h.registered) break;
-          as.notifiers.notifyOne(h, { type: IOMMUNotifierFlag.UNMAP, entry: { iova: c.iova, translatedAddr: 0n, addrMask: c.addrMask, perm: IOMMUAccessFlags.NONE } });
-        }
-      });
-    }
+    // Whole 4 KiB pages of each one's range, in aligned power-of-two chunks (C2, C6).
+    as.notifyCacheUnmap(0n, U64_MAX);
   }
 
   private resyncAll(): void {
@@ -774,7 +741,7 @@ export class AmdViDevice implements MmioIOMMUModel, AddressSpaceOwner {
 
   /** System reset: registers to reset values, caches dropped, every notifier's entries unmapped (C8). */
   reset(): void {
-    this.action(() => {
+    this.actions.run(() => {
       this.resetRegisters();
       this.iotlb.clear();
       this.wasEnabled = false;

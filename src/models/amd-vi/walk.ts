@@ -11,6 +11,8 @@
 import type { GuestMemory } from '../../memory/guest-memory';
 import type { PageWordsSource } from '../../memory/sparse-ram';
 import type { LeafSink, LeafWalker } from '../../core/leaf';
+import { WalkLimitError } from '../../core/walk-budget';
+import type { WalkSession } from '../../core/walk-budget';
 import type { Dte } from './structures';
 import { EVENT, EVF } from './regs';
 
@@ -243,18 +245,6 @@ export function walkQemu72(mem: GuestMemory, pw: PageWordsSource | undefined, dt
   return succeed(out, alignDown(addr, shift), shift, perm);
 }
 
-/** The work one guest action may spend on sync walks (entries read), shared by its walks. */
-export class WalkBudget {
-  work = 0;
-  exhausted = false;
-  constructor(public limit: number) {}
-
-  reset(): void {
-    this.work = 0;
-    this.exhausted = false;
-  }
-}
-
 /** Pages covered by one entry at level L (512^(L-1)). */
 const LEVEL_PAGES = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4, 512 ** 5];
 
@@ -272,12 +262,16 @@ const LEVEL_PAGES = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4, 512 ** 5];
  * from the first of its entries the walk reads, and its other entries are not
  * read.
  *
- * Work: every entry read is charged to `budget`; past its limit the walk
- * stops, marks the budget exhausted and returns (the caller reports the
- * incomplete sync). Depth is at most 6 (NextLevel must decrease), so a
- * table that points at itself costs its entries once per level.
+ * Work: every entry read is charged to the guest action's `session`
+ * (src/core/walk-budget.ts; no memo, no leaf bound); the entry that would
+ * pass its work bound is not read: the walk marks the session exhausted and
+ * throws WalkLimitError, before the notifier list delivers anything (the
+ * address space abandons the sync: ModelAddressSpace.safely). A walk of an
+ * action whose bound is already spent throws at once. `what` names the walk
+ * in that error. Depth is at most 6 (NextLevel must decrease), so a table
+ * that points at itself costs its entries once per level.
  */
-export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): LeafWalker {
+export function syncWalker(mem: GuestMemory, dte: Dte, session: WalkSession, what: string): LeafWalker {
   const pw = pageWordsOf(mem);
   /** Last frame reported in this walk: a NextLevel=7 entry that disagrees with an earlier leaf (bad replication) is skipped. */
   let prevEnd = -1;
@@ -287,10 +281,11 @@ export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): Leaf
     let i = Math.floor((first - base) / span);
     const iLast = Math.min(511, Math.floor((last - base) / span));
     for (; i <= iLast; i++) {
-      if (++budget.work > budget.limit) {
-        budget.exhausted = true;
-        return;
+      if (session.work + 1 > session.workBudget) {
+        session.exhausted = true;
+        throw new WalkLimitError(`${what} read more than ${session.workBudget} entries in one guest action (looping or aliased tables?)`);
       }
+      session.work++;
       if (!readPte(mem, pw, table, i)) continue;
       const pLo = eLo;
       const pHi = eHi;
@@ -321,11 +316,10 @@ export function syncWalker(mem: GuestMemory, dte: Dte, budget: WalkBudget): Leaf
         const l = last < childLast ? last : childLast;
         if (f <= l) walkTable(addr, next, entryBase, f, l, p, sink);
       }
-      if (budget.exhausted) return;
     }
   };
   return (firstPfn, lastPfn, sink) => {
-    if (budget.exhausted) return;
+    if (session.exhausted) throw new WalkLimitError('AMD-Vi: the walk bound of this guest action is already spent');
     // Canonical IOVAs of the Mode: below 2^(12 + 9 Mode) (all 2^52 frames for Mode 6).
     const top = dte.mode === 6 ? 2 ** 52 : 512 ** dte.mode;
     const first = Math.max(0, Math.ceil(firstPfn));
