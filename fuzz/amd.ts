@@ -262,15 +262,13 @@ export class AmdDriver implements ModelDriver {
 
   private hostileOp(): void {
     const r = this.host.rng;
-    const tables = this.tables.tables.length ? this.tables.tables : [TABLES];
+    const tables = this.tables.hostileTargets();
     switch (r.int(11)) {
-      case 0: case 1: this.ram.writeU64(r.pick(tables) + r.int(512) * 8, this.hostilePte()); break;
-      case 2: { // aliasing / loops: a whole table pointing at one table (itself half the time)
-        const t = r.pick(tables);
-        this.tables.alias(t, BigInt(r.chance(0.5) ? t : r.pick(tables)) | 1n | (BigInt(r.int(7)) << 9n) | IR | IW, r, () => this.hostilePte());
+      case 0: case 1: this.tables.corruptSlot(r, () => this.hostilePte()); break;
+      case 2:
+        this.tables.aliasRandom(r, (t) => BigInt(t) | 1n | (BigInt(r.int(7)) << 9n) | IR | IW, () => this.hostilePte());
         this.host.count('aliasedTables');
         break;
-      }
       case 3: { // a random DTE (mode 0..7, root anywhere, reserved bits), sometimes invalidated
         const sid = r.chance(0.7) ? r.pick(SIDS) : r.int(256);
         const at = DEVTAB + sid * 32 + 8 * r.int(4);

@@ -43,7 +43,7 @@ export class RadixTables {
   private readonly dirty = new Map<number, Array<[number, number]>>();
   private nextTable: number;
 
-  constructor(readonly ram: SparseRam, readonly fmt: PteFormat, readonly levels: number, tablesStart: number, readonly tablesEnd: number) {
+  constructor(readonly ram: SparseRam, readonly fmt: PteFormat, readonly levels: number, readonly tablesStart: number, readonly tablesEnd: number) {
     this.nextTable = tablesStart;
   }
 
@@ -128,6 +128,27 @@ export class RadixTables {
     if (!mine || mine.size === 0) return false;
     this.unmap(key, rng.pick([...mine.values()]));
     return true;
+  }
+
+  /** Tables hostile writes aim at: those handed out, or the first table page before any. */
+  hostileTargets(): number[] {
+    return this.tables.length ? this.tables : [this.tablesStart];
+  }
+
+  /** One slot of a random table gets `entry()`. */
+  corruptSlot(rng: Rng, entry: () => bigint): void {
+    const targets = this.hostileTargets();
+    this.ram.writeU64(rng.pick(targets) + rng.int(512) * 8, entry());
+  }
+
+  /**
+   * Aliasing and loops: a random table whose slots all point (`pointer`, in
+   * the model's format) at one table, itself half the time (see `alias`).
+   */
+  aliasRandom(rng: Rng, pointer: (table: number) => bigint, other: () => bigint): void {
+    const targets = this.hostileTargets();
+    const t = rng.pick(targets);
+    this.alias(t, pointer(rng.chance(0.5) ? t : rng.pick(targets)), rng, other);
   }
 
   /** A hostile table: every slot `entry` (90%) or `other()`; `entry` pointing at the table itself or another makes loops and aliasing. */

@@ -324,15 +324,12 @@ export class SmmuDriver implements ModelDriver {
 
   private hostileOp(): void {
     const r = this.host.rng;
-    const tables = this.tables.tables.length ? this.tables.tables : [TABLES];
     switch (r.int(12)) {
-      case 0: case 1: this.ram.writeU64(r.pick(tables) + r.int(512) * 8, this.hostileDesc()); break;
-      case 2: { // aliasing / loops: a whole table pointing at one table (itself half the time)
-        const t = r.pick(tables);
-        this.tables.alias(t, BigInt(r.chance(0.5) ? t : r.pick(tables)) | 3n, r, () => this.hostileDesc());
+      case 0: case 1: this.tables.corruptSlot(r, () => this.hostileDesc()); break;
+      case 2:
+        this.tables.aliasRandom(r, (t) => BigInt(t) | 3n, () => this.hostileDesc());
         this.host.count('aliasedTables');
         break;
-      }
       case 3: { // a random STE or CD word, then CFGI_STE (or not)
         const sid = r.chance(0.8) ? r.pick(SIDS) : r.int(256);
         const base = r.chance(0.5) ? STRTAB + sid * 64 : CDS + sid * 64;
